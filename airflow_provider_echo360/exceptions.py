@@ -1,0 +1,74 @@
+"""Errors raised by the Echo360 provider.
+
+Errors that no retry can fix derive from Airflow's ``AirflowFailException`` so that a task raising
+them fails at once, without spending its retries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:  # Airflow >= 3.1 keeps it in the Task SDK; older 3.x only in airflow.exceptions.
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+except ImportError:  # pragma: no cover
+    from airflow.exceptions import AirflowException, AirflowFailException  # type: ignore[no-redef]
+
+
+class Echo360Error(AirflowException):
+    """Base class of every error raised by this provider."""
+
+
+class Echo360AuthError(Echo360Error, AirflowFailException):
+    """The API refused the connection's credentials (retrying with the same ones cannot help)."""
+
+
+class Echo360InFlightLimitError(Echo360Error):
+    """The API refused a submission because the institution already has 3 reports in flight."""
+
+
+class Echo360ApiError(Echo360Error):
+    """The API answered with an error that is not transient (a 4xx other than 401 and 429).
+
+    :param status_code: the HTTP status (kept as ``http_status``) of the answer.
+    :param message: the API's own message, with nothing secret in it.
+    """
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(f"Echo360 API answered {status_code}: {message}")
+        self.http_status = status_code
+        self.api_message = message
+
+
+class Echo360ValidationError(Echo360Error, AirflowFailException, ValueError):
+    """Input refused before any call to the API.
+
+    :param field: the name of the offending field (``start``, ``delimiter``, ``report_name`` ...).
+    :param value: the value that was given.
+    :param allowed: what would have been accepted.
+    """
+
+    def __init__(self, field: str, value: Any, allowed: str, reason: str | None = None) -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        what = f"{reason}: " if reason else ""
+        super().__init__(f"Invalid {field}={value!r}: {what}allowed is {allowed}.")
+
+
+class Echo360RequestFailedError(Echo360Error, AirflowFailException):
+    """A report request ended in a terminal status other than ``Available``.
+
+    :param request_id: the Echo360 request id.
+    :param status: ``Failed``, ``Missing`` or ``Expired``.
+    """
+
+    def __init__(self, request_id: str, status: str, message: str | None = None) -> None:
+        self.request_id = request_id
+        self.status = status
+        advice = {
+            "Expired": "its report was deleted after the retention period; submit the report again",
+            "Failed": "the report execution failed; try again or contact Echo360 support with the id",
+            "Missing": "the report was not executed for an extended period; try again or contact "
+            "Echo360 support with the id",
+        }.get(status, "the report is not available")
+        super().__init__(message or f"Echo360 report request {request_id} is {status}: {advice}.")

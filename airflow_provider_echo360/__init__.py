@@ -6,6 +6,12 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+INTEGRATION = "Echo360"
+# Every module of each role, as Airflow's provider registry lists them.
+_MODULES = {
+    "hooks": ["airflow_provider_echo360.hooks.echo360"],
+}
+
 
 def get_provider_info() -> dict[str, Any]:
     """Describe this provider to Airflow's ProvidersManager (the ``apache_airflow_provider`` entry point)."""
@@ -14,10 +20,42 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Echo360",
         "description": "Echo360 Reporting API: submit reports, wait for them deferred, land them in S3.",
         "versions": [__version__],
-        "connection-types": [
-            {
-                "connection-type": "echo360",
-                "hook-class-name": "airflow_provider_echo360.hooks.echo360.Echo360Hook",
-            }
-        ],
+        "integrations": [{"integration-name": INTEGRATION, "tags": ["service"]}],
+        **{
+            role: [{"integration-name": INTEGRATION, "python-modules": names}]
+            for role, names in _MODULES.items()
+        },
+        "connection-types": [_CONNECTION_TYPE],
     }
+
+
+_CONNECTION_TYPE = {
+    "connection-type": "echo360",
+    "hook-class-name": "airflow_provider_echo360.hooks.echo360.Echo360Hook",
+    "hook-name": "Echo360",
+    "ui-field-behaviour": {
+        "hidden-fields": ["schema", "port"],
+        "relabeling": {
+            "login": "Client ID",
+            "password": "Client secret",
+            "host": "Base URL (optional: overrides the region)",
+        },
+        "placeholders": {
+            "login": "the API client id an Echo360 admin created",
+            "password": "the API client secret",
+            "host": "https://echo360.org, or http://127.0.0.1:8080 for the sandbox",
+        },
+    },
+    "conn-fields": {
+        "region": {
+            "label": "Region",
+            "description": "Region of the institution (us, uk, au, ca); used when no base URL is given.",
+            "schema": {"type": ["string", "null"], "enum": ["us", "uk", "au", "ca", None], "default": "us"},
+        },
+        "calls_per_minute": {
+            "label": "Calls per minute",
+            "description": "Client-side rate limit per process; the API allows 120 per institution.",
+            "schema": {"type": ["integer", "null"], "minimum": 1, "default": 120},
+        },
+    },
+}

@@ -26,8 +26,8 @@ class Echo360InFlightLimitError(Echo360Error):
     """The API refused a submission because the institution already has 3 reports in flight."""
 
 
-class Echo360ApiError(Echo360Error):
-    """The API answered with an error that is not transient (a 4xx other than 401 and 429).
+class Echo360ApiError(Echo360Error, AirflowFailException):
+    """The API refused a call for a reason a retry cannot fix (a 4xx other than 401 and 429).
 
     :param status_code: the HTTP status (kept as ``http_status``) of the answer.
     :param message: the API's own message, with nothing secret in it.

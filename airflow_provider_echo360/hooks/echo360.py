@@ -11,7 +11,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property, partial
@@ -48,6 +48,7 @@ __all__ = [
     "Echo360TransientError",
     "Echo360ValidationError",
     "ReportRequest",
+    "reusable_request",
 ]
 
 API_PREFIX = "/public/api/v1/reporting"
@@ -437,7 +438,7 @@ class Echo360Hook(BaseHook):
 
     def get_request(self, request_id: str) -> ReportRequest:
         """``GET /request/{id}``: one request, with signed asset URLs once ``Available``."""
-        _check_request_id(request_id)
+        check_request_id(request_id)
         base = self.settings.base_url
         plural = _SHARED.plural_request_path.get(base, False)
         try:
@@ -507,25 +508,6 @@ class Echo360Hook(BaseHook):
                 return request
         return None
 
-    def find_reusable_request(
-        self, report_name: str, parameters: Mapping[str, str], *, compression: bool = True
-    ) -> ReportRequest | None:
-        """The newest request for the same report and parameters that is still worth adopting.
-
-        ``Pending`` requests qualify, and ``Available`` ones younger than 13 days whose assets
-        match ``compression`` (the listing does not show the delimiter, so it cannot be compared).
-        """
-        now = dt.datetime.now(dt.timezone.utc)
-        candidates = [
-            r
-            for r in self.get_requests()
-            if r.report_name == report_name
-            and dict(r.parameters) == dict(parameters)
-            and (r.is_pending or (r.status == AVAILABLE and _assets_match(r, compression, now)))
-        ]
-        epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-        return max(candidates, key=lambda r: r.created or epoch, default=None)
-
     @contextmanager
     def open_asset(self, signed_url: str, *, chunk_size: int = 8 * 1024 * 1024) -> Iterator[AssetStream]:
         """Open a signed asset URL for streaming; the body is never loaded into memory.
@@ -569,7 +551,7 @@ class Echo360Hook(BaseHook):
 
     async def aget_request(self, request_id: str) -> ReportRequest:
         """Async ``GET /request/{id}`` (with the same plural fallback as :meth:`get_request`)."""
-        _check_request_id(request_id)
+        check_request_id(request_id)
         base = (await self._asettings()).base_url
         plural = _SHARED.plural_request_path.get(base, False)
         try:
@@ -822,13 +804,38 @@ def _request_list(data: Any) -> list[ReportRequest]:
     return [ReportRequest.from_api(item) for item in items or [] if isinstance(item, Mapping)]
 
 
-def _assets_match(request: ReportRequest, compression: bool, now: dt.datetime) -> bool:
-    if request.created is not None and now - request.created > REUSABLE_AGE:
-        return False
-    return all(name.endswith(".gz") == compression for name in request.assets)
+def reusable_request(
+    requests_now: Iterable[ReportRequest],
+    report_name: str,
+    parameters: Mapping[str, str],
+    *,
+    compression: bool = True,
+    now: dt.datetime | None = None,
+) -> ReportRequest | None:
+    """The newest request for the same report and parameters that is still worth adopting.
+
+    ``Pending`` requests qualify, and ``Available`` ones younger than 13 days whose assets match
+    ``compression``. The listing does not show the delimiter, so it cannot be compared.
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+
+    def fits(request: ReportRequest) -> bool:
+        if request.report_name != report_name or dict(request.parameters) != dict(parameters):
+            return False
+        if request.is_pending:
+            return True
+        fresh = request.created is None or now - request.created < REUSABLE_AGE
+        return (
+            request.status == AVAILABLE
+            and fresh
+            and all(n.endswith(".gz") == compression for n in request.assets)
+        )
+
+    epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return max(filter(fits, requests_now), key=lambda r: r.created or epoch, default=None)
 
 
-def _check_request_id(request_id: Any) -> None:
+def check_request_id(request_id: Any) -> None:
     if not isinstance(request_id, str) or not request_id.strip() or "/" in request_id:
         raise Echo360ValidationError(
             "request_id", request_id, "the id of a submitted request, as returned by submit"

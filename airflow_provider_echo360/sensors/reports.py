@@ -1,0 +1,85 @@
+"""ReportStatusSensor: wait until an Echo360 report request is ready."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk.exceptions import AirflowSensorTimeout
+
+from airflow_provider_echo360.hooks.echo360 import FAILED_STATUSES, Echo360Hook, check_request_id
+from airflow_provider_echo360.triggers.reports import TIMEOUT, ReportStatusTrigger, raise_for_event
+
+
+class ReportStatusSensor(BaseSensorOperator):
+    """Wait until an Echo360 report request is ``Available``; fail on ``Failed``, ``Missing``, ``Expired``.
+
+    Deferrable by default: the wait happens in the triggerer, through :class:`ReportStatusTrigger`.
+    With ``deferrable=False`` the usual ``poke`` and ``reschedule`` modes work. A terminal status
+    other than ``Available`` fails the task at once, without retries; ``timeout`` ends the wait as
+    for every Airflow sensor. The request id is returned (XCom ``return_value``).
+
+    :param request_id: the request to wait for, e.g. ``"{{ ti.xcom_pull('submit') }}"``. Templated.
+    :param echo360_conn_id: the ``echo360`` connection. Templated.
+    :param deferrable: wait in the triggerer instead of a worker.
+    :param poke_interval: seconds between two looks at the request.
+    """
+
+    template_fields: Sequence[str] = ("request_id", "echo360_conn_id")
+    ui_color = "#e3f1fb"
+
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        echo360_conn_id: str = Echo360Hook.default_conn_name,
+        deferrable: bool = True,
+        poke_interval: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, **kwargs)
+        self.request_id = request_id
+        self.echo360_conn_id = echo360_conn_id
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> Echo360Hook:
+        return Echo360Hook(echo360_conn_id=self.echo360_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        check_request_id(self.request_id)
+        if not self.deferrable:
+            return super().execute(context)
+        done = self.poke(context)  # already ready (or failed): no need to defer
+        if done.is_done:
+            return done.xcom_value
+        self.defer(
+            trigger=ReportStatusTrigger(
+                request_id=self.request_id,
+                echo360_conn_id=self.echo360_conn_id,
+                poll_interval=self.poke_interval,
+                deadline=time.time() + self.timeout,
+            ),
+            method_name="execute_complete",
+            # A little later than the trigger's own deadline, so the trigger's clear event wins.
+            timeout=dt.timedelta(seconds=self.timeout + 2 * self.poke_interval + 60),
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        request = self.hook.get_request(self.request_id)
+        self.log.info("Echo360 request %s is %s.", self.request_id, request.status)
+        if request.status in FAILED_STATUSES:
+            raise_for_event({"status": request.status, "request_id": self.request_id})
+        return PokeReturnValue(is_done=not request.is_pending, xcom_value=self.request_id)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
+        """Resume after the trigger fired: return the request id or fail clearly."""
+        if event.get("status") == TIMEOUT:
+            raise AirflowSensorTimeout(
+                f"Echo360 request {self.request_id} still Pending after {self.timeout}s."
+            )
+        return raise_for_event(event)

@@ -1,0 +1,130 @@
+"""ReportStatusTrigger: wait, in the triggerer, until an Echo360 report request leaves ``Pending``."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_echo360.hooks.echo360 import (
+    AVAILABLE,
+    FAILED_STATUSES,
+    Echo360Error,
+    Echo360Hook,
+    Echo360RequestFailedError,
+    Echo360TransientError,
+)
+
+#: Event statuses besides the API's own terminal ones.
+TIMEOUT = "timeout"
+ERROR = "error"
+#: Terminal statuses that a new submission of the same request may cure (the vendor: "try again").
+RESUBMITTABLE = ("Failed", "Missing")
+
+
+class Echo360WaitError(Echo360Error):
+    """Waiting for a request ended without an answer (deadline, or the API unreachable for too long).
+
+    A task retry is worthwhile: it adopts the same request and waits again.
+    """
+
+
+def raise_for_event(event: Mapping[str, Any]) -> str:
+    """Return the request id of an ``Available`` event; raise a clear error for any other."""
+    status, request_id = event.get("status"), str(event.get("request_id"))
+    if status == AVAILABLE:
+        return request_id
+    if status in FAILED_STATUSES:
+        raise Echo360RequestFailedError(request_id, str(status))
+    raise Echo360WaitError(
+        f"Waiting for Echo360 request {request_id} ended ({status}): {event.get('message')}"
+    )
+
+
+class ReportStatusTrigger(BaseTrigger):
+    """Poll one report request until it is ``Available``, ``Failed``, ``Missing`` or ``Expired``.
+
+    Transient failures (network errors, timeouts, 5xx, 429) are retried with backoff, first
+    inside the hook and then here, for as long as ``max_outage_seconds``: only a sustained outage,
+    an error no retry can fix, or the deadline ends the wait early. It yields exactly one event:
+    ``{"status": ..., "request_id": ..., "message": ...}`` where status is the request's final
+    status, ``"timeout"`` or ``"error"``.
+
+    :param request_id: the request to watch.
+    :param echo360_conn_id: the ``echo360`` connection.
+    :param poll_interval: seconds between two looks at the request.
+    :param deadline: a UNIX timestamp after which it stops waiting (``None``: no deadline).
+    :param max_outage_seconds: how long the API may stay unreachable before it gives up.
+    """
+
+    def __init__(
+        self,
+        request_id: str,
+        echo360_conn_id: str = Echo360Hook.default_conn_name,
+        poll_interval: float = 60.0,
+        deadline: float | None = None,
+        max_outage_seconds: float = 1800.0,
+    ) -> None:
+        super().__init__()
+        self.request_id = request_id
+        self.echo360_conn_id = echo360_conn_id
+        self.poll_interval = poll_interval
+        self.deadline = deadline
+        self.max_outage_seconds = max_outage_seconds
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "request_id": self.request_id,
+                "echo360_conn_id": self.echo360_conn_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "max_outage_seconds": self.max_outage_seconds,
+            },
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ReportStatusTrigger) and self.serialize() == other.serialize()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = Echo360Hook(echo360_conn_id=self.echo360_conn_id)
+        outage_since: float | None = None
+        while True:
+            if self.deadline is not None and time.time() >= self.deadline:
+                yield self._event(TIMEOUT, "stopped waiting at the deadline while it was still Pending")
+                return
+            try:
+                request = await hook.aget_request(self.request_id)
+            except Echo360TransientError as error:
+                outage_since = outage_since or time.monotonic()
+                if time.monotonic() - outage_since > self.max_outage_seconds:
+                    yield self._event(
+                        ERROR, f"the API stayed unreachable for over {self.max_outage_seconds:.0f}s: {error}"
+                    )
+                    return
+                self.log.warning(
+                    "Echo360 unreachable while polling %s (%s); still waiting", self.request_id, error
+                )
+                await asyncio.sleep(min(self.poll_interval, 30.0) * random.uniform(0.5, 1.0))
+                continue
+            except Echo360Error as error:  # auth, unknown id: waiting longer cannot help
+                yield self._event(ERROR, str(error))
+                return
+            outage_since = None
+            if not request.is_pending:
+                yield self._event(request.status, f"request {self.request_id} is {request.status}")
+                return
+            self.log.info(
+                "Echo360 request %s is Pending; next look in %ss", self.request_id, self.poll_interval
+            )
+            await asyncio.sleep(self.poll_interval)
+
+    def _event(self, status: str, message: str) -> TriggerEvent:
+        return TriggerEvent({"status": status, "request_id": self.request_id, "message": message})

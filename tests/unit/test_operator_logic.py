@@ -1,0 +1,212 @@
+"""Operator and sensor decisions, with the hook mocked (the sandbox-backed tests are in integration/)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+from unittest import mock
+
+import pendulum
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, TaskDeferred
+
+from airflow_provider_echo360.hooks.echo360 import Echo360InFlightLimitError, ReportRequest
+from airflow_provider_echo360.operators.reports import SubmitReportOperator, default_window
+from airflow_provider_echo360.reports import RangeTooLongError, UnexpectedParameterError, UnknownReportError
+from airflow_provider_echo360.sensors.reports import ReportStatusSensor
+from airflow_provider_echo360.triggers.reports import Echo360WaitError, ReportStatusTrigger
+
+WINDOW = {"start": "2024-03-01", "end": "2024-03-02"}
+
+
+def context(start="2024-03-01", end="2024-03-02", run_after="2024-03-02T00:05:00+00:00"):
+    return {
+        "data_interval_start": pendulum.parse(start) if start else None,
+        "data_interval_end": pendulum.parse(end) if end else None,
+        "dag_run": SimpleNamespace(run_after=pendulum.parse(run_after)),
+    }
+
+
+def request(status="Pending", request_id="r1", report="videoview", params=WINDOW, assets=()):
+    return ReportRequest(request_id, status, report, dict(params), pendulum.now("UTC"), tuple(assets))
+
+
+def operator(**kwargs):
+    kwargs.setdefault("report_name", "videoview")
+    kwargs.setdefault("task_id", "submit")
+    op = SubmitReportOperator(**kwargs)
+    op.hook = mock.MagicMock()  # cached_property: set on the instance
+    op.hook.get_requests.return_value = []
+    op.hook.submit_request.return_value = request()
+    return op
+
+
+def test_window_defaults_to_the_data_interval_as_utc_dates():
+    assert default_window(context()) == (dt.date(2024, 3, 1), dt.date(2024, 3, 2))
+
+
+def test_empty_interval_takes_the_last_utc_day_before_the_run():
+    ctx = context(start="2024-03-05T10:00:00+00:00", end="2024-03-05T10:00:00+00:00",
+                  run_after="2024-03-05T10:00:00+00:00")  # fmt: skip
+    assert default_window(ctx) == (dt.date(2024, 3, 4), dt.date(2024, 3, 5))
+
+
+def test_submits_the_run_window_and_defers_until_ready():
+    op = operator(deferrable=True, poll_interval=5)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context())
+    op.hook.submit_request.assert_called_once_with("videoview", WINDOW, compression=True, delimiter=",")
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, ReportStatusTrigger)
+    assert (trigger.request_id, trigger.poll_interval) == ("r1", 5)
+    assert deferred.value.kwargs == {"parameters": WINDOW, "resubmits_left": 1}
+
+
+def test_adopts_a_matching_request_instead_of_submitting():
+    op = operator(deferrable=True)
+    op.hook.get_requests.return_value = [request("Available", "old", assets=["old.csv.gz"])]
+    assert op.execute(context()) == "old"
+    op.hook.submit_request.assert_not_called()
+
+
+def test_reuse_off_forces_a_fresh_request():
+    op = operator(deferrable=True, reuse_existing=False, wait_for_completion=False)
+    op.hook.get_requests.return_value = [request("Available", "old", assets=["old.csv.gz"])]
+    assert op.execute(context()) == "r1"
+
+
+def test_does_not_adopt_a_request_with_other_compression_or_window():
+    op = operator(wait_for_completion=False)
+    op.hook.get_requests.return_value = [
+        request("Available", "plain", assets=["plain.csv"]),
+        request("Pending", "other", params={"start": "2024-03-02", "end": "2024-03-03"}),
+        request("Failed", "failed"),
+    ]
+    assert op.execute(context()) == "r1"
+
+
+def test_waits_without_a_worker_when_three_are_in_flight():
+    op = operator(cap_wait=30)
+    op.hook.get_requests.return_value = [request("Pending", f"x{i}", params={"start": f"2024-01-0{i}",
+                                                                           "end": f"2024-01-0{i + 1}"})
+                                         for i in range(1, 4)]  # fmt: skip
+    with pytest.raises(AirflowRescheduleException) as wait:
+        op.execute(context())
+    assert wait.value.reschedule_date > pendulum.now("UTC") + dt.timedelta(seconds=25)
+    op.hook.submit_request.assert_not_called()
+
+
+def test_a_refusal_for_the_cap_is_a_wait_not_a_failure():
+    op = operator()
+    op.hook.submit_request.side_effect = Echo360InFlightLimitError("limit reached")
+    with pytest.raises(AirflowRescheduleException):
+        op.execute(context())
+
+
+def test_recent_windows_wait_for_complete_data_without_any_call():
+    op = operator()
+    today = pendulum.now("UTC").start_of("day")
+    ctx = context(start=today.subtract(days=1).isoformat(), end=today.isoformat())
+    with pytest.raises(AirflowRescheduleException) as wait:
+        op.execute(ctx)
+    assert wait.value.reschedule_date == today.add(hours=48)
+    op.hook.get_requests.assert_not_called()
+
+
+def test_data_lag_zero_submits_at_once():
+    op = operator(data_lag=dt.timedelta(0), wait_for_completion=False)
+    today = pendulum.now("UTC").start_of("day")
+    assert op.execute(context(start=today.subtract(days=1).isoformat(), end=today.isoformat())) == "r1"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "field"),
+    [
+        ({"start": "2024-03-01", "end": "2024-03-10"}, RangeTooLongError, "end"),
+        ({"report_name": "asset", "start": "2024-03-01", "end": "2024-03-02"}, UnexpectedParameterError,
+         "parameters"),
+        ({"delimiter": ";"}, AirflowFailException, "delimiter"),
+    ],
+)  # fmt: skip
+def test_bad_input_fails_before_any_call(kwargs, error, field):
+    op = operator(**kwargs)
+    with pytest.raises(error) as err:
+        op.execute(context())
+    assert isinstance(err.value, AirflowFailException)
+    assert err.value.field == field
+    op.hook.get_requests.assert_not_called()
+    op.hook.submit_request.assert_not_called()
+
+
+def test_unknown_report_is_checked_against_the_live_listing():
+    op = operator(report_name="qandav2", wait_for_completion=False)
+    op.hook.get_reports.return_value = [
+        {"name": "qandav2", "parameters": [{"name": "start"}, {"name": "end"}]}
+    ]
+    assert op.execute(context()) == "r1"
+    op.hook.get_reports.return_value = [{"name": "asset", "parameters": []}]
+    with pytest.raises(UnknownReportError):
+        op.execute(context())
+
+
+def test_asset_takes_no_window():
+    op = operator(report_name="asset", wait_for_completion=False)
+    op.execute(context())
+    op.hook.submit_request.assert_called_once_with("asset", {}, compression=True, delimiter=",")
+
+
+def test_failed_request_is_resubmitted_then_fails_naming_the_id():
+    op = operator(deferrable=True)
+    op.hook.submit_request.return_value = request("Pending", "r2")
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute_complete(context(), {"status": "Failed", "request_id": "r1"}, WINDOW, resubmits_left=1)
+    assert deferred.value.kwargs["resubmits_left"] == 0
+    with pytest.raises(AirflowFailException, match="r2 is Missing"):
+        op.execute_complete(context(), {"status": "Missing", "request_id": "r2"}, WINDOW, resubmits_left=0)
+
+
+def test_timeout_event_is_retriable():
+    op = operator()
+    with pytest.raises(Echo360WaitError) as err:
+        op.execute_complete(context(), {"status": "timeout", "request_id": "r1", "message": "m"}, WINDOW, 1)
+    assert not isinstance(err.value, AirflowFailException)
+
+
+def test_polls_in_the_worker_when_not_deferrable():
+    op = operator(deferrable=False, poll_interval=0)
+    op.hook.get_request.side_effect = [request("Pending"), request("Available")]
+    assert op.execute(context()) == "r1"
+    assert op.hook.get_request.call_count == 2
+
+
+def test_sensor_fails_without_retries_on_terminal_statuses():
+    sensor = ReportStatusSensor(task_id="wait", request_id="r9", deferrable=False)
+    sensor.hook = mock.MagicMock()
+    for status in ("Failed", "Missing", "Expired"):
+        sensor.hook.get_request.return_value = request(status, "r9")
+        with pytest.raises(AirflowFailException, match=f"r9 is {status}"):
+            sensor.poke({})
+    sensor.hook.get_request.return_value = request("Available", "r9")
+    assert sensor.poke({}).is_done
+
+
+def test_sensor_defers_when_pending_and_refuses_an_empty_request_id():
+    sensor = ReportStatusSensor(task_id="wait", request_id="r9", poke_interval=7, timeout=100)
+    sensor.hook = mock.MagicMock()
+    sensor.hook.get_request.return_value = request("Pending", "r9")
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})
+    assert deferred.value.trigger.poll_interval == 7
+    empty = ReportStatusSensor(task_id="wait2", request_id="")
+    empty.hook = mock.MagicMock()
+    with pytest.raises(AirflowFailException, match="request_id"):
+        empty.execute({})
+    empty.hook.get_request.assert_not_called()
+
+
+def test_trigger_serialization_round_trip():
+    trigger = ReportStatusTrigger("r1", "conn", poll_interval=3.0, deadline=123.0, max_outage_seconds=9.0)
+    path, kwargs = trigger.serialize()
+    assert path == "airflow_provider_echo360.triggers.reports.ReportStatusTrigger"
+    assert ReportStatusTrigger(**kwargs) == trigger
+    assert set(kwargs) == {"request_id", "echo360_conn_id", "poll_interval", "deadline", "max_outage_seconds"}

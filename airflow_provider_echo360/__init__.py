@@ -14,6 +14,13 @@ _MODULES = {
     "sensors": ["airflow_provider_echo360.sensors.reports"],
     "triggers": ["airflow_provider_echo360.triggers.reports"],
 }
+_TRANSFERS = [
+    {
+        "source-integration-name": INTEGRATION,
+        "target-integration-name": "Amazon Simple Storage Service (S3)",
+        "python-module": "airflow_provider_echo360.transfers.echo360_to_s3",
+    }
+]
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -28,6 +35,7 @@ def get_provider_info() -> dict[str, Any]:
             role: [{"integration-name": INTEGRATION, "python-modules": names}]
             for role, names in _MODULES.items()
         },
+        "transfers": _TRANSFERS,
         "connection-types": [_CONNECTION_TYPE],
     }
 

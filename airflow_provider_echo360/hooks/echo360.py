@@ -810,11 +810,12 @@ def reusable_request(
     parameters: Mapping[str, str],
     *,
     compression: bool = True,
+    max_age: dt.timedelta = REUSABLE_AGE,
     now: dt.datetime | None = None,
 ) -> ReportRequest | None:
     """The newest request for the same report and parameters that is still worth adopting.
 
-    ``Pending`` requests qualify, and ``Available`` ones younger than 13 days whose assets match
+    ``Pending`` requests qualify, and ``Available`` ones younger than ``max_age`` whose assets match
     ``compression``. The listing does not show the delimiter, so it cannot be compared.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -824,12 +825,9 @@ def reusable_request(
             return False
         if request.is_pending:
             return True
-        fresh = request.created is None or now - request.created < REUSABLE_AGE
-        return (
-            request.status == AVAILABLE
-            and fresh
-            and all(n.endswith(".gz") == compression for n in request.assets)
-        )
+        recent = request.created is None or now - request.created < min(max_age, REUSABLE_AGE)
+        gzipped = all(name.endswith(".gz") == compression for name in request.assets)
+        return request.status == AVAILABLE and recent and gzipped
 
     epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
     return max(filter(fits, requests_now), key=lambda r: r.created or epoch, default=None)

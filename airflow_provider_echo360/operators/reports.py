@@ -31,6 +31,10 @@ from airflow_provider_echo360.triggers.reports import RESUBMITTABLE, ReportStatu
 
 #: The API's cap on requests in flight per institution.
 MAX_IN_FLIGHT = 3
+#: How old an Available request may be to be adopted: dated reports never change once complete;
+#: undated ones (``asset``) are snapshots, so a day-old one is not what a new run asks for.
+REUSE_DATED = dt.timedelta(days=13)
+REUSE_UNDATED = dt.timedelta(hours=12)
 
 
 class SubmitReportOperator(BaseOperator):
@@ -63,6 +67,8 @@ class SubmitReportOperator(BaseOperator):
     :param poll_interval: seconds between two looks at the request while it is ``Pending``.
     :param timeout: the longest wait for the report to be ready.
     :param reuse_existing: adopt a matching ``Pending``/``Available`` request instead of submitting.
+    :param reuse_max_age: how old an ``Available`` request may be to be adopted (default: 13 days for
+        dated reports; 12 hours for undated ones such as ``asset``, a snapshot that should be fresh).
     :param data_lag: how long after a window's end its data is complete (0 to submit at once).
     :param max_resubmits: how many times a ``Failed``/``Missing`` request is submitted again.
     :param cap_wait: seconds to wait before trying again when 3 requests are in flight.
@@ -93,6 +99,7 @@ class SubmitReportOperator(BaseOperator):
         poll_interval: float = 60.0,
         timeout: dt.timedelta = dt.timedelta(hours=24),
         reuse_existing: bool = True,
+        reuse_max_age: dt.timedelta | None = None,
         data_lag: dt.timedelta = dt.timedelta(hours=48),
         max_resubmits: int = 1,
         cap_wait: float = 60.0,
@@ -111,6 +118,7 @@ class SubmitReportOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.reuse_existing = reuse_existing
+        self.reuse_max_age = reuse_max_age
         self.data_lag = data_lag
         self.max_resubmits = max_resubmits
         self.cap_wait = cap_wait
@@ -126,8 +134,9 @@ class SubmitReportOperator(BaseOperator):
         requests_now = self.hook.get_requests()
         request = None
         if self.reuse_existing:
+            max_age = self.reuse_max_age or (REUSE_DATED if "start" in parameters else REUSE_UNDATED)
             request = reusable_request(
-                requests_now, self.report_name, parameters, compression=self.compression
+                requests_now, self.report_name, parameters, compression=self.compression, max_age=max_age
             )
         if request is not None:
             self.log.info(

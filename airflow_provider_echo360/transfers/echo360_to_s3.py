@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,6 +23,7 @@ from airflow_provider_echo360.hooks.echo360 import (
     Echo360Hook,
     Echo360RequestFailedError,
     Echo360ValidationError,
+    ReportRequest,
     asset_file_name,
     check_request_id,
 )
@@ -50,9 +52,11 @@ class TransferReportToS3Operator(BaseOperator):
 
     :param request_id: the Echo360 request whose report to copy. Templated.
     :param s3_bucket: the destination bucket. Templated.
-    :param s3_key: the destination key. A key ending in ``/`` receives each asset under its own
-        file name; otherwise, when there are several assets, a part number goes before the
-        extension (``report.csv.gz`` → ``report-001.csv.gz``, ...). Templated.
+    :param s3_key: the destination key. ``{report}``, ``{start}``, ``{end}`` and ``{request_id}`` are
+        filled in from the request (``echo360/{report}/dt={start}/``). A key ending in ``/``
+        receives each asset under its own file name; otherwise, when there are several assets, a
+        part number goes before the extension (``report.csv.gz`` → ``report-001.csv.gz``, ...).
+        Templated.
     :param aws_conn_id: the Amazon connection.
     :param echo360_conn_id: the ``echo360`` connection. Templated.
     :param replace: overwrite existing objects (``False``: leave them alone and say so).
@@ -110,10 +114,12 @@ class TransferReportToS3Operator(BaseOperator):
 
     def execute(self, context: Context) -> list[str]:
         self._check_inputs()
-        urls = self._signed_urls()
+        request = self._available_request()
+        urls = request.signed_assets
+        base_key = fill_placeholders(self.s3_key, request)
         written = []
         for index, url in enumerate(urls):
-            key = object_key(self.s3_key, asset_file_name(url), index, len(urls), decompress=self.decompress)
+            key = object_key(base_key, asset_file_name(url), index, len(urls), decompress=self.decompress)
             if not self.replace and self.s3.check_for_key(key, self.s3_bucket):
                 self.log.info("s3://%s/%s exists and replace=False: left as it is.", self.s3_bucket, key)
                 continue
@@ -135,7 +141,7 @@ class TransferReportToS3Operator(BaseOperator):
                 "s3_key", self.s3_key, "a key such as 'echo360/videoview/dt=2024-01-01/'"
             )
 
-    def _signed_urls(self) -> tuple[str, ...]:
+    def _available_request(self) -> ReportRequest:
         request = self.echo360.get_request(self.request_id)
         if request.status in FAILED_STATUSES:
             raise Echo360RequestFailedError(request.request_id, request.status)
@@ -146,14 +152,14 @@ class TransferReportToS3Operator(BaseOperator):
             )
         if not request.signed_assets:
             raise Echo360Error(f"Echo360 request {self.request_id} is Available but lists no signed assets.")
-        return request.signed_assets
+        return request
 
     def _copy_asset(self, index: int, key: str) -> int:
         """Copy asset ``index`` to ``key``, starting over (with a fresh URL when needed) on failure."""
         fresh_url: list[str] = []
 
         def attempt() -> int:
-            url = fresh_url[-1] if fresh_url else self._signed_urls()[index]
+            url = fresh_url[-1] if fresh_url else self._available_request().signed_assets[index]
             try:
                 with self.echo360.open_asset(url, chunk_size=MIB) as stream:
                     chunks = checked_chunks(
@@ -162,7 +168,7 @@ class TransferReportToS3Operator(BaseOperator):
                     return self._upload(key, chunks)
             except Echo360AssetUrlExpiredError:
                 self.log.warning("The signed URL of asset %d expired; asking Echo360 for a fresh one.", index)
-                fresh_url.append(self._signed_urls()[index])
+                fresh_url.append(self._available_request().signed_assets[index])
                 raise
 
         retrying = tenacity.Retrying(
@@ -294,6 +300,17 @@ def checked_chunks(chunks: Iterable[bytes], *, gzip: bool, inflate: bool) -> Ite
         raise Echo360DownloadError(f"The gzip stream is corrupt: {error}") from None
     if not inflater.eof:
         raise Echo360DownloadError("The gzip stream ended early: the download was cut short.")
+
+
+def fill_placeholders(s3_key: str, request: ReportRequest) -> str:
+    """Fill ``{report}``, ``{start}``, ``{end}`` and ``{request_id}`` in from the request."""
+    values = {
+        "report": request.report_name,
+        "start": request.parameters.get("start", ""),
+        "end": request.parameters.get("end", ""),
+        "request_id": request.request_id,
+    }
+    return re.sub(r"\{(report|start|end|request_id)\}", lambda match: values[match.group(1)], s3_key)
 
 
 def object_key(s3_key: str, asset_name: str, index: int, count: int, *, decompress: bool) -> str:

@@ -210,3 +210,17 @@ def test_trigger_serialization_round_trip():
     assert path == "airflow_provider_echo360.triggers.reports.ReportStatusTrigger"
     assert ReportStatusTrigger(**kwargs) == trigger
     assert set(kwargs) == {"request_id", "echo360_conn_id", "poll_interval", "deadline", "max_outage_seconds"}
+
+
+def test_asset_snapshots_adopt_only_a_recent_request():
+    op = operator(report_name="asset", wait_for_completion=False)
+    old = ReportRequest(
+        "old", "Available", "asset", {}, pendulum.now("UTC").subtract(days=1), ("old.csv.gz",)
+    )
+    recent = ReportRequest(
+        "new", "Available", "asset", {}, pendulum.now("UTC").subtract(hours=1), ("n.csv.gz",)
+    )
+    op.hook.get_requests.return_value = [old]
+    assert op.execute(context()) == "r1"
+    op.hook.get_requests.return_value = [old, recent]
+    assert op.execute(context()) == "new"

@@ -120,3 +120,13 @@ def test_multipart_aborts_when_a_part_upload_fails():
     with pytest.raises(RuntimeError):
         MultipartUpload(client, "b", "k", {}, concurrency=2).run(iter([b"a", b"b", b"c", b"d"]))
     assert client.calls == ["create", "abort"]
+
+
+def test_placeholders_come_from_the_request():
+    from airflow_provider_echo360.hooks.echo360 import ReportRequest
+    from airflow_provider_echo360.transfers.echo360_to_s3 import fill_placeholders
+
+    request = ReportRequest("r1", "Available", "videoview", {"start": "2024-01-01", "end": "2024-01-08"})
+    assert fill_placeholders("echo360/{report}/dt={start}/{end}/{request_id}/{other}", request) == (
+        "echo360/videoview/dt=2024-01-01/2024-01-08/r1/{other}"
+    )

@@ -68,7 +68,7 @@ class TransferReportToS3Operator(BaseOperator):
     :param attempts: tries per asset (a broken download or an expired URL starts the asset over).
     """
 
-    template_fields: Sequence[str] = ("request_id", "s3_bucket", "s3_key", "echo360_conn_id")
+    template_fields: Sequence[str] = ("request_id", "s3_bucket", "s3_key", "echo360_conn_id", "aws_conn_id")
     ui_color = "#f7e7d5"
 
     def __init__(

@@ -1,0 +1,60 @@
+"""Any range, on demand: split ``[start, end)`` into 7-day windows and map over them.
+
+Trigger it from the UI with ``start``, ``end`` and ``reports``: one ``submit`` and one
+``transfer`` task instance per (report, window), through dynamic task mapping; the pool keeps
+them under the API's 3 reports in flight.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, Param, Variable, task
+
+from airflow_provider_echo360.operators.reports import SubmitReportOperator
+from airflow_provider_echo360.reports import format_date, split_windows
+from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
+
+POOL = Variable.get("echo360_pool", default="echo360_reports")
+BUCKET = Variable.get("echo360_s3_bucket", default="echo360-reports")
+
+with DAG(
+    dag_id="echo360_range_to_s3",
+    description="Echo360 reports for any date range, in 7-day windows",
+    schedule=None,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    params={
+        "start": Param("2025-01-01", type="string", format="date", description="first day (UTC, inclusive)"),
+        "end": Param(
+            "2025-01-15", type="string", format="date", description="day after the last (exclusive)"
+        ),
+        "reports": Param(["videoview"], type="array", items={"type": "string"}, description="report names"),
+    },
+    default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=5)},
+    tags=["echo360"],
+) as dag:
+
+    @task
+    def plan_windows(params: dict | None = None) -> list[dict[str, str]]:
+        """One submission per (report, 7-day window) of the requested range."""
+        assert params is not None
+        windows = split_windows(params["start"], params["end"])
+        return [
+            {"report_name": report, "start": format_date(start), "end": format_date(end)}
+            for report in params["reports"]
+            for start, end in windows
+        ]
+
+    submitted = SubmitReportOperator.partial(
+        task_id="submit",
+        pool=POOL,
+        deferrable=True,
+        echo360_conn_id="{{ var.value.get('echo360_conn_id', 'echo360_default') }}",
+    ).expand_kwargs(plan_windows())
+    TransferReportToS3Operator.partial(
+        task_id="transfer",
+        s3_bucket=BUCKET,
+        s3_key="echo360/{report}/dt={start}/",
+        echo360_conn_id="{{ var.value.get('echo360_conn_id', 'echo360_default') }}",
+        aws_conn_id="{{ var.value.get('echo360_aws_conn_id', 'aws_default') }}",
+    ).expand(request_id=submitted.output)

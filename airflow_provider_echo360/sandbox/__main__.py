@@ -1,0 +1,206 @@
+"""Run the sandbox: ``python -m airflow_provider_echo360.sandbox --port 8360`` (``--help``: all options)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from airflow_provider_echo360.sandbox.config import (
+    FAULT_KINDS,
+    FAULT_TARGETS,
+    ConfigError,
+    SandboxConfig,
+)
+
+_DEFAULTS = SandboxConfig()
+
+
+def _names(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    """A parser of comma-separated names out of ``allowed`` (``none`` or empty: no names)."""
+
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip() and n.strip() != "none"]
+        unknown = [n for n in names if n not in allowed]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {','.join(allowed)}")
+        return names
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, every option with its default shown by ``--help``."""
+    d = _DEFAULTS
+    p = argparse.ArgumentParser(
+        prog="python -m airflow_provider_echo360.sandbox",
+        description="A local emulator of the Echo360 Reporting API (FastAPI + uvicorn). "
+        "Control endpoints under /_sandbox (stats, faults, reset, ...); OpenAPI at /openapi.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    server = p.add_argument_group("server")
+    server.add_argument("--host", default=d.host, help="interface to listen on")
+    server.add_argument("--port", type=int, default=d.port, help="TCP port to listen on")
+    server.add_argument(
+        "--public-url", default=d.public_url, help="base URL of signed links (default: as called)"
+    )
+    server.add_argument("--data-dir", default=d.data_dir, help="asset cache directory (default: a temp dir)")
+    server.add_argument(
+        "--log-level", default=d.log_level, choices=["critical", "error", "warning", "info", "debug"]
+    )
+    server.add_argument(
+        "--parent-pid", type=int, default=None, help="exit when this process (the parent) ends"
+    )
+    api = p.add_argument_group("API behaviour")
+    api.add_argument("--client-id", default=d.client_id, help="OAuth2 client id accepted")
+    api.add_argument("--client-secret", default=d.client_secret, help="OAuth2 client secret accepted")
+    api.add_argument("--token-seconds", type=float, default=d.token_seconds, help="access token lifetime")
+    api.add_argument(
+        "--processing-seconds", type=float, default=d.processing_seconds, help="time a request stays Pending"
+    )
+    api.add_argument(
+        "--retention-seconds",
+        type=float,
+        default=d.retention_seconds,
+        help="age at which a report is Expired",
+    )
+    api.add_argument("--url-seconds", type=float, default=d.url_seconds, help="signed URL lifetime")
+    api.add_argument(
+        "--rate-limit", type=int, default=d.rate_limit, help="API calls per rolling minute; 0 = off"
+    )
+    api.add_argument("--max-in-flight", type=int, default=d.max_in_flight, help="requests Pending at once")
+    api.add_argument(
+        "--in-flight-status",
+        type=int,
+        default=d.in_flight_status,
+        help="HTTP status of the in-flight refusal",
+    )
+    api.add_argument(
+        "--reports-shape",
+        choices=["object", "list"],
+        default=d.reports_shape,
+        help="GET /reports: {'reports': [...]} or a bare list",
+    )
+    api.add_argument(
+        "--request-path",
+        choices=["singular", "plural"],
+        default=d.request_path,
+        help="serve one request at /request/{id} or /requests/{id}",
+    )
+    api.add_argument(
+        "--show-output",
+        action=argparse.BooleanOptionalAction,
+        default=d.show_output,
+        help="include output options in request objects",
+    )
+    data = p.add_argument_group("data")
+    data.add_argument(
+        "--rows-per-day",
+        type=int,
+        default=d.rows_per_day,
+        help="rows per day of a report's window (asset: in total)",
+    )
+    data.add_argument(
+        "--max-rows-per-asset",
+        type=int,
+        default=d.max_rows_per_asset,
+        help="split a report into several files above this",
+    )
+    data.add_argument(
+        "--seed", type=int, default=d.seed, help="seed of the synthetic data, request ids and fault draws"
+    )
+    data.add_argument(
+        "--pregenerate",
+        action=argparse.BooleanOptionalAction,
+        default=d.pregenerate,
+        help="build assets while Pending",
+    )
+    faults = p.add_argument_group("faults")
+    faults.add_argument(
+        "--fault-rate",
+        type=float,
+        default=d.fault_rate,
+        help="probability that an eligible call gets a fault",
+    )
+    faults.add_argument(
+        "--faults",
+        type=_names(FAULT_KINDS),
+        default=list(d.faults),
+        help=f"comma-separated kinds: {','.join(FAULT_KINDS)}",
+    )
+    faults.add_argument(
+        "--fault-targets",
+        type=_names(FAULT_TARGETS),
+        default=list(d.fault_targets),
+        help=f"comma-separated: {','.join(FAULT_TARGETS)}",
+    )
+    faults.add_argument(
+        "--fault-budget",
+        type=int,
+        default=d.fault_budget,
+        help="inject at most this many faults (default: no limit)",
+    )
+    faults.add_argument("--slow-seconds", type=float, default=d.slow_seconds, help="delay of a 'slow' fault")
+    faults.add_argument(
+        "--failed-rate", type=float, default=d.failed_rate, help="probability a request ends Failed"
+    )
+    faults.add_argument(
+        "--missing-rate", type=float, default=d.missing_rate, help="probability a request ends Missing"
+    )
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> SandboxConfig:
+    """The validated settings named by parsed arguments."""
+    fields = {k: v for k, v in vars(args).items() if k != "parent_pid"}
+    return SandboxConfig(**fields).validate()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Stop this server when the process that started it is gone: no orphans, even after a SIGKILL."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)  # uvicorn shuts down gracefully
+        time.sleep(10)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    # The app imports the provider's exceptions, hence Airflow; the sandbox needs none of Airflow's
+    # settings, so skip their initialization (saves seconds and tens of MB at start).
+    os.environ.setdefault("_AIRFLOW__AS_LIBRARY", "1")
+    import uvicorn
+
+    from airflow_provider_echo360.sandbox.app import create_app
+
+    app = create_app(config)
+    if args.parent_pid:
+        _exit_with_parent(args.parent_pid)
+    # No access log: query strings carry signatures and may carry access tokens.
+    uvicorn.run(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level=config.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=3,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,873 @@
+"""The sandbox's HTTP application: the Echo360 Reporting API, signed downloads and control endpoints.
+
+Layers, outermost first:
+
+- :class:`SandboxApp` hands the server's transport to the layers below (a dropped connection
+  and a truncated download need to close the socket themselves);
+- :class:`GateMiddleware` counts calls, injects faults *before* any handler runs (so a faulted
+  submission creates nothing) and enforces the rate limit;
+- the routes: OAuth2 token, the reporting API (bearer auth), signed downloads (S3-style), and
+  ``/_sandbox`` control endpoints (no auth, no faults, not rate limited).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import functools
+import hashlib
+import hmac
+import json
+import math
+import queue
+import re
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
+
+import anyio
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from airflow_provider_echo360.exceptions import Echo360ValidationError
+from airflow_provider_echo360.reports import (
+    CATALOG,
+    DATE_PARAMETERS,
+    DELIMITERS,
+    InvalidDateError,
+    InvalidDelimiterError,
+    validate_output,
+    validate_parameters,
+)
+from airflow_provider_echo360.sandbox.config import ConfigError, SandboxConfig
+from airflow_provider_echo360.sandbox.data import AssetFile, AssetSpec, AssetStore
+from airflow_provider_echo360.sandbox.state import (
+    InFlightLimitReached,
+    ReportRequest,
+    SandboxState,
+    iso_z,
+)
+
+API_PREFIX = "/public/api/v1/reporting"
+TOKEN_PATH = "/oauth2/access_token"
+ASSETS_PREFIX = "/_assets"
+CONTROL_PREFIX = "/_sandbox"
+TRANSPORT_KEY = "echo360.sandbox.transport"
+TRUNCATE_KEY = "echo360.sandbox.truncate"
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_CHUNK = 256 * 1024
+
+#: What ``GET /reports`` says about each report: (description, note).
+REPORT_TEXTS = {
+    "asset": ("Asset report", "Engagement for all video assets"),
+    "assetbydate": ("Asset by date report", "Engagement for all video assets within the date range"),
+    "presentation": ("Presentation slide views", "Engagement for presentation slide views"),
+    "videoview": ("Video views by user", "Non-aggregated video view events with user associations"),
+    "liveviews": ("Live views", "Live stream and live classroom view events with user associations"),
+    "viewsessions": ("Media view sessions", "Media view sessions with user associations and player detail"),
+    "viewsessiondetails": ("Media view session details", "View sessions with their beacon events"),
+    "confused": ("Confusion by user", "Slides marked as confusing, by user"),
+    "polling": ("Polling by user (deprecated)", "Responses to polls in presentations; use pollingv2"),
+    "pollingv2": ("Polling by user, version 2", "Responses to polls in all media types"),
+    "qanda": ("Question and answer (deprecated)", "Q&A posts and responses; use qanda2"),
+    "qanda2": ("Question and answer, version 2", "Q&A posts and responses with their actions"),
+    "notes": ("Notes by user", "Metadata for created or updated notes"),
+}
+
+
+class ApiError(Exception):
+    """An error answer of the API, rendered as JSON ``{"error": ..., "message": ..., ...}``.
+
+    :param status: the HTTP status.
+    :param error: a short machine-readable code.
+    :param message: what went wrong, for humans.
+    :param headers: extra response headers.
+    :param extra: more JSON fields (``field`` for a validation error).
+    """
+
+    def __init__(
+        self, status: int, error: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message = status, error, message
+        self.headers = headers or {}
+        self.extra = extra
+
+    def response(self) -> JSONResponse:
+        body = {"error": self.error, "message": self.message, **self.extra}
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+class ConnectionDropped(ConnectionResetError):
+    """Raised instead of closing the socket when the app runs without a real server (in-process)."""
+
+
+def s3_error(status: int, code: str, message: str, resource: str = "") -> Response:
+    """An error as S3 answers a presigned URL: XML with ``Code`` and ``Message``."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+        f"<Resource>{escape(resource)}</Resource></Error>"
+    )
+    return Response(body, status_code=status, media_type="application/xml")
+
+
+def sign(key: bytes, path: str, expires: int) -> str:
+    """The signature of a download link: HMAC-SHA256 over the path and the expiry time."""
+    return hmac.new(key, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+# --- connection-level faults ---------------------------------------------------------------------
+
+
+async def close_connection(scope: Scope, receive: Receive, *, abort: bool) -> None:
+    """Close the client's TCP connection without (the rest of) a response.
+
+    ``abort`` discards what is still buffered (a drop); otherwise buffered bytes go out first (a
+    truncated download). Then wait for the server to notice, so that it does not answer a 500.
+    """
+    transport = scope.get(TRANSPORT_KEY)
+    if transport is None:
+        raise ConnectionDropped("sandbox fault: connection closed without a complete response")
+    if abort:
+        transport.abort()
+    else:
+        transport.close()
+    with anyio.move_on_after(5):
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+
+class SandboxApp(FastAPI):
+    """FastAPI that passes the server's transport on in the scope (uvicorn's ``send`` is bound to it)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if transport is not None:
+                scope[TRANSPORT_KEY] = transport
+        await super().__call__(scope, receive, send)
+
+
+def classify(path: str) -> str | None:
+    """The fault/rate-limit target of a path: ``token``, ``api``, ``download`` or ``None``."""
+    if path == TOKEN_PATH:
+        return "token"
+    if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+        return "api"
+    if path.startswith(ASSETS_PREFIX + "/"):
+        return "download"
+    return None
+
+
+def endpoint_key(scope: Scope, routes: Sequence[BaseRoute]) -> str:
+    """``METHOD /templated/path`` of the route a call matches, without the API prefix."""
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            path = str(getattr(route, "path", scope["path"]))
+            return f"{scope['method']} {path.removeprefix(API_PREFIX)}"
+    return f"{scope['method']} (no route)"
+
+
+class GateMiddleware:
+    """Counts calls, injects faults and enforces the rate limit, before any handler runs.
+
+    :param app: the next ASGI layer.
+    :param state: the sandbox state.
+    :param routes: gives the app's routes, to name the endpoint a call is for.
+    """
+
+    def __init__(self, app: ASGIApp, state: SandboxState, routes: Callable[[], Sequence[BaseRoute]]) -> None:
+        self.app = app
+        self.state = state
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = classify(scope["path"]) if scope["type"] == "http" else None
+        if target is None:
+            await self.app(scope, receive, send)
+            return
+        self.state.count_call(endpoint_key(scope, self.routes()))
+        fault = self.state.draw_fault(target)
+        if fault == "slow":
+            await asyncio.sleep(self.state.config.slow_seconds)
+        elif fault is not None:
+            if await self._inject(fault, target, scope, receive, send):
+                return
+        if target != "download":
+            retry_after = self.state.take_rate_slot(time.monotonic())
+            if retry_after is not None:
+                limit = self.state.config.rate_limit
+                error = ApiError(
+                    429,
+                    "rate_limited",
+                    f"Rate limit exceeded: at most {limit} API calls per minute; retry after {retry_after} s",
+                    headers={"Retry-After": str(retry_after)},
+                )
+                await error.response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _inject(self, fault: str, target: str, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer with ``fault``; ``False`` when the call must go on (a truncation happens later)."""
+        response: Response
+        if fault == "drop":
+            await close_connection(scope, receive, abort=True)
+            return True
+        if fault == "truncate":
+            scope[TRUNCATE_KEY] = True
+            return False
+        if fault == "expired-url":
+            response = s3_error(403, "AccessDenied", "Request has expired", scope["path"])
+        elif fault == "429":
+            message = "Too many requests (sandbox fault)"
+            response = (
+                s3_error(429, "SlowDown", message, scope["path"])
+                if target == "download"
+                else ApiError(429, "too_many_requests", message).response()
+            )
+            response.headers["Retry-After"] = "1"
+        elif target == "download":
+            response = s3_error(
+                503, "ServiceUnavailable", "Service unavailable (sandbox fault)", scope["path"]
+            )
+        else:
+            response = ApiError(503, "service_unavailable", "Service unavailable (sandbox fault)").response()
+        await response(scope, receive, send)
+        return True
+
+
+# --- downloads ------------------------------------------------------------------------------
+
+
+class AssetResponse(Response):
+    """Streams (a byte range of) an asset file with an exact ``Content-Length``, never all in memory.
+
+    :param asset: the file.
+    :param start: first byte to send.
+    :param length: how many bytes to send.
+    :param status_code: 200, or 206 for a range.
+    :param headers: response headers (``Content-Length`` is added).
+    :param truncate: stop about halfway and close the connection (the ``truncate`` fault).
+    :param on_sent: called with the number of bytes sent once the body went out whole.
+    """
+
+    def __init__(
+        self,
+        asset: AssetFile,
+        start: int,
+        length: int,
+        status_code: int,
+        headers: dict[str, str],
+        truncate: bool = False,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__(status_code=status_code, headers={**headers, "content-length": str(length)})
+        self.asset, self.start, self.length = asset, start, length
+        self.truncate = truncate
+        self.on_sent = on_sent
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        remaining = self.length // 2 if self.truncate else self.length
+        with self.asset.path.open("rb") as f:
+            f.seek(self.start)
+            while remaining > 0:
+                chunk = await anyio.to_thread.run_sync(f.read, min(_CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if self.truncate:
+            await close_connection(scope, receive, abort=False)
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if self.on_sent is not None:
+            self.on_sent(self.length)
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``(start, length)`` of a single ``bytes=`` range, ``None`` for the whole file.
+
+    :raises ValueError: for a range that cannot be satisfied.
+    """
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        return None  # S3 ignores a range it cannot parse (and multiple ranges)
+    first, last = match.group(1), match.group(2)
+    if first == "":
+        length = min(int(last), size)
+        if length == 0:
+            raise ValueError(header)
+        return size - length, length
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or end < start:
+        raise ValueError(header)
+    return start, end - start + 1
+
+
+# --- the application ------------------------------------------------------------------------
+
+
+@functools.cache
+def _pregenerator() -> queue.Queue[tuple[AssetStore, AssetSpec]]:
+    """The queue of one background thread per process that builds assets ahead of their download."""
+    jobs: queue.Queue[tuple[AssetStore, AssetSpec]] = queue.Queue()
+
+    def work() -> None:
+        while True:
+            store, spec = jobs.get()
+            try:
+                store.get(spec)
+            except Exception:  # noqa: BLE001 - the download will try again and report it
+                pass
+
+    # A daemon thread: an interrupted generation must not hold up the server's exit.
+    threading.Thread(target=work, name="sandbox-assets", daemon=True).start()
+    return jobs
+
+
+class Sandbox:
+    """The app's collaborators: settings and state, asset store, and the pre-generation worker.
+
+    :param config: the settings.
+    """
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.state = SandboxState(config)
+        if config.data_dir:
+            data_dir = Path(config.data_dir)
+        else:
+            data_dir = Path(tempfile.mkdtemp(prefix="echo360-sandbox-"))
+            weakref.finalize(self, shutil.rmtree, data_dir, True)
+        self.store = AssetStore(data_dir)
+
+    @property
+    def config(self) -> SandboxConfig:
+        return self.state.config
+
+    def pregenerate(self, request: ReportRequest) -> None:
+        """Build an ``Available`` request's assets while it is ``Pending``, as the real service does."""
+        if request.outcome == "Available" and self.config.pregenerate:
+            for _, spec in request.asset_specs():
+                _pregenerator().put((self.store, spec))
+
+    def request_json(self, request: ReportRequest, now: float, base_url: str | None = None) -> dict[str, Any]:
+        """A request as the API shows it; ``base_url`` adds ``signedAssets`` (the detail view)."""
+        status = self.state.status(request, now)
+        body: dict[str, Any] = {
+            "requestId": request.request_id,
+            "status": status,
+            "reportName": request.report_name,
+            "parameters": dict(request.parameters),
+            "created": iso_z(request.created),
+        }
+        if self.config.show_output:
+            body["output"] = {"compression": request.compression, "delimiter": request.delimiter}
+        if status == "Available":
+            names = [name for name, _ in request.asset_specs()]
+            if base_url is None:
+                body["assets"] = names
+            else:
+                body["signedAssets"] = [self.signed_url(base_url, request.request_id, n, now) for n in names]
+        return body
+
+    def signed_url(self, base_url: str, request_id: str, filename: str, now: float) -> str:
+        path = f"{ASSETS_PREFIX}/{request_id}/{filename}"
+        expires = int(now + self.config.url_seconds)
+        signature = sign(self.state.signing_key, path, expires)
+        base = (self.config.public_url or base_url).rstrip("/")
+        return f"{base}{path}?Expires={expires}&Signature={signature}"
+
+    def asset(self, request: ReportRequest, filename: str) -> AssetSpec | None:
+        return dict(request.asset_specs()).get(filename)
+
+
+def create_app(config: SandboxConfig) -> FastAPI:
+    """Build the sandbox application for ``config`` (validated here).
+
+    The app keeps its :class:`Sandbox` in ``app.state.sandbox``.
+    """
+    sandbox = Sandbox(config.validate())
+    app = SandboxApp(
+        title="Echo360 Reporting API sandbox",
+        description="A local emulator of the Echo360 Reporting API, with fault injection and statistics.",
+        version="1",
+    )
+    app.state.sandbox = sandbox
+    app.add_middleware(GateMiddleware, state=sandbox.state, routes=lambda: app.router.routes)
+    _add_error_handlers(app)
+    app.include_router(_token_router(sandbox))
+    app.include_router(_api_router(sandbox))
+    app.include_router(_download_router(sandbox))
+    app.include_router(_control_router(sandbox))
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> dict[str, str]:
+        return {"service": "echo360-sandbox", "api": API_PREFIX, "token": TOKEN_PATH, "docs": "/docs"}
+
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def api_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return exc.response()
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return ApiError(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})).response()
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        field = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        return ApiError(
+            400, "invalid_request", f"Invalid {field}: {first.get('msg', 'invalid')}", field=field
+        ).response()
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+
+
+# --- OAuth2 ---------------------------------------------------------------------------------
+
+_TOKEN_FORM = {
+    "content": {
+        "application/x-www-form-urlencoded": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "grant_type": {"type": "string", "enum": ["client_credentials", "refresh_token"]},
+                    "client_id": {"type": "string"},
+                    "client_secret": {"type": "string"},
+                    "refresh_token": {"type": "string"},
+                },
+                "required": ["grant_type"],
+            }
+        }
+    }
+}
+
+
+async def _token_fields(request: Request) -> dict[str, str]:
+    """Token request fields from the query, a form or JSON body, and HTTP Basic auth (all accepted)."""
+    fields = dict(request.query_params)
+    body = await request.body()
+    if body:
+        if "json" in request.headers.get("content-type", ""):
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                raise ApiError(400, "invalid_request", "Request body is not valid JSON") from None
+            if isinstance(parsed, dict):
+                fields.update({str(k): str(v) for k, v in parsed.items()})
+        else:
+            fields.update({k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()})
+    authorization = request.headers.get("authorization", "")
+    if authorization.lower().startswith("basic "):
+        try:
+            client_id, _, secret = base64.b64decode(authorization[6:]).decode().partition(":")
+        except ValueError:
+            raise ApiError(400, "invalid_request", "Malformed Basic authorization header") from None
+        fields.setdefault("client_id", client_id)
+        fields.setdefault("client_secret", secret)
+    return fields
+
+
+def _token_router(sandbox: Sandbox) -> APIRouter:
+    router = APIRouter(tags=["OAuth2"])
+
+    @router.post(TOKEN_PATH, openapi_extra={"requestBody": _TOKEN_FORM})
+    async def access_token(request: Request) -> dict[str, Any]:
+        """OAuth2 client credentials (form body or query parameters); also ``refresh_token`` grants."""
+        fields = await _token_fields(request)
+        state, cfg = sandbox.state, sandbox.config
+        grant = fields.get("grant_type")
+        if grant == "refresh_token":
+            if not state.use_refresh_token(fields.get("refresh_token", "")):
+                state.count("tokens_refused")
+                raise ApiError(400, "invalid_grant", "Invalid or already used refresh token")
+        elif grant == "client_credentials":
+            given_id, given_secret = fields.get("client_id", ""), fields.get("client_secret", "")
+            ok_id = hmac.compare_digest(given_id.encode(), cfg.client_id.encode())
+            ok_secret = hmac.compare_digest(given_secret.encode(), cfg.client_secret.encode())
+            if not (ok_id and ok_secret):
+                state.count("tokens_refused")
+                raise ApiError(
+                    401, "invalid_client", "Client authentication failed: bad client_id or client_secret"
+                )
+        else:
+            raise ApiError(
+                400, "unsupported_grant_type", "grant_type must be client_credentials or refresh_token"
+            )
+        access, refresh = state.issue_token(time.time())
+        return {
+            "access_token": access,
+            "token_type": "bearer",
+            "expires_in": math.ceil(cfg.token_seconds),
+            "refresh_token": refresh,
+        }
+
+    return router
+
+
+# --- the reporting API ----------------------------------------------------------------------
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from POST /oauth2/access_token")
+
+
+def _auth_dependency(sandbox: Sandbox) -> Callable[..., Any]:
+    async def require_token(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        access_token: Annotated[
+            str | None, Query(description="The token, as the public API also accepts it")
+        ] = None,
+    ) -> None:
+        token = credentials.credentials if credentials is not None else access_token
+        if not token:
+            sandbox.state.count("refused_unauthorized")
+            raise ApiError(
+                401,
+                "unauthorized",
+                "Missing access token: send Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        verdict = sandbox.state.check_token(token, time.time())
+        if verdict != "valid":
+            sandbox.state.count("refused_unauthorized")
+            message = "Access token expired" if verdict == "expired" else "Invalid access token"
+            raise ApiError(
+                401, "invalid_token", message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            )
+
+    return require_token
+
+
+_SUBMIT_BODY = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "parameters": {
+                        "type": "object",
+                        "additionalProperties": {"type": "string", "format": "date"},
+                        "example": {"start": "2020-01-01", "end": "2020-01-02"},
+                    },
+                    "output": {
+                        "type": "object",
+                        "properties": {
+                            "compression": {"type": "boolean", "default": True},
+                            "delimiter": {"type": "string", "enum": list(DELIMITERS), "default": ","},
+                        },
+                    },
+                },
+            }
+        }
+    }
+}
+
+
+def _api_router(sandbox: Sandbox) -> APIRouter:
+    router = APIRouter(
+        prefix=API_PREFIX, tags=["Reporting"], dependencies=[Depends(_auth_dependency(sandbox))]
+    )
+
+    @router.get("/reports")
+    async def list_reports() -> Any:
+        """The reports and the parameters each requires."""
+        reports = [
+            {
+                "name": d.name,
+                "description": REPORT_TEXTS.get(d.name, (d.name, ""))[0],
+                "note": REPORT_TEXTS.get(d.name, (d.name, ""))[1],
+                "parameters": [{"name": p, "datatype": "date", "required": True} for p in d.parameters],
+            }
+            for d in CATALOG.values()
+        ]
+        return reports if sandbox.config.reports_shape == "list" else {"reports": reports}
+
+    @router.get("/requests")
+    async def list_requests() -> dict[str, Any]:
+        """Every request of the institution, newest first."""
+        now = time.time()
+        return {"requests": [sandbox.request_json(r, now) for r in sandbox.state.listing()]}
+
+    @router.post("/requests/{reportName}", openapi_extra={"requestBody": _SUBMIT_BODY})
+    async def submit(reportName: str, request: Request) -> dict[str, Any]:  # noqa: N803 - the API's name
+        """Submit a report request; it starts ``Pending``."""
+        if reportName not in CATALOG:
+            raise ApiError(404, "not_found", f"Unknown report {reportName!r}; GET /reports lists the reports")
+        try:
+            parameters, compression, delimiter = _parse_submission(reportName, await request.body())
+        except Echo360ValidationError as exc:
+            sandbox.state.count("refused_invalid")
+            raise ApiError(400, "invalid_parameter", str(exc), field=exc.field) from None
+        now = time.time()
+        try:
+            created = sandbox.state.submit(reportName, parameters, compression, delimiter, now)
+        except InFlightLimitReached as exc:
+            raise ApiError(
+                sandbox.config.in_flight_status,
+                "in_flight_limit",
+                str(exc),
+                inFlight=exc.in_flight,
+                limit=exc.limit,
+            ) from None
+        sandbox.pregenerate(created)
+        return sandbox.request_json(created, now)
+
+    def request_detail(plural: bool) -> Callable[..., Any]:
+        async def detail(requestId: str, request: Request) -> dict[str, Any]:  # noqa: N803
+            if plural != (sandbox.config.request_path == "plural"):
+                raise ApiError(404, "not_found", "Not Found")  # as if this deployment had no such path
+            found = sandbox.state.get(requestId)
+            if found is None:
+                raise ApiError(404, "not_found", f"Unknown request id {requestId!r}")
+            return sandbox.request_json(found, time.time(), base_url=str(request.base_url))
+
+        return detail
+
+    router.add_api_route(
+        "/request/{requestId}",
+        request_detail(False),
+        methods=["GET"],
+        summary="One request, with signed links",
+    )
+    router.add_api_route(
+        "/requests/{requestId}",
+        request_detail(True),
+        methods=["GET"],
+        summary="One request (the plural path some deployments use instead)",
+    )
+    return router
+
+
+def _parse_submission(report_name: str, body: bytes) -> tuple[dict[str, str], bool, str]:
+    """Validate a submission body with the provider's own rules; return parameters and output options."""
+    try:
+        payload = json.loads(body) if body.strip() else {}
+    except ValueError:
+        raise Echo360ValidationError("body", body[:100].decode("utf-8", "replace"), "a JSON object") from None
+    if not isinstance(payload, dict):
+        raise Echo360ValidationError("body", payload, "a JSON object")
+    parameters = payload.get("parameters") or {}
+    output = payload.get("output") or {}
+    if not isinstance(parameters, dict):
+        raise Echo360ValidationError("parameters", parameters, "a JSON object")
+    if not isinstance(output, dict):
+        raise Echo360ValidationError("output", output, "a JSON object")
+    for name in DATE_PARAMETERS:  # the API wants plain dates; the provider's parser is more lenient
+        value = parameters.get(name)
+        if value is not None and not (isinstance(value, str) and _DATE.match(value)):
+            raise InvalidDateError(name, value, "a YYYY-MM-DD date (UTC)")
+    today = dt.datetime.now(dt.timezone.utc).date()
+    normalized = validate_parameters(report_name, parameters, today=today)
+    delimiter = output.get("delimiter", ",")
+    if delimiter not in DELIMITERS:  # the real characters only, not the provider's aliases
+        raise InvalidDelimiterError("delimiter", delimiter, "',' (CSV), '\\t' (TSV) or '|' (PSV)")
+    compression, delimiter = validate_output(output.get("compression", True), delimiter)
+    return normalized, compression, delimiter
+
+
+# --- signed downloads -------------------------------------------------------------------------
+
+
+def _download_router(sandbox: Sandbox) -> APIRouter:
+    router = APIRouter(tags=["Signed downloads"])
+
+    @router.api_route(ASSETS_PREFIX + "/{requestId}/{filename}", methods=["GET", "HEAD"])
+    async def download(requestId: str, filename: str, request: Request) -> Response:  # noqa: N803
+        """A report asset, through the signed link of ``GET /request/{id}`` (S3-style answers)."""
+        path = request.url.path
+        if "authorization" in request.headers:
+            return s3_error(
+                400,
+                "InvalidArgument",
+                "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query "
+                "string parameter or the Authorization header should be specified",
+                path,
+            )
+        expires, signature = request.query_params.get("Expires"), request.query_params.get("Signature")
+        if not expires or not signature or not expires.isdigit():
+            return s3_error(
+                403,
+                "AccessDenied",
+                "Query-string authentication requires the Signature and Expires parameters",
+                path,
+            )
+        if not hmac.compare_digest(signature, sign(sandbox.state.signing_key, path, int(expires))):
+            return s3_error(
+                403,
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided.",
+                path,
+            )
+        if int(expires) < time.time():
+            return s3_error(403, "AccessDenied", "Request has expired", path)
+        found = sandbox.state.get(requestId)
+        spec = sandbox.asset(found, filename) if found is not None else None
+        if found is None or spec is None or sandbox.state.status(found, time.time()) != "Available":
+            return s3_error(404, "NoSuchKey", "The specified key does not exist.", path)
+        truncate = bool(request.scope.get(TRUNCATE_KEY))
+        return await _serve_asset(sandbox, spec, request, truncate=truncate, count=True)
+
+    return router
+
+
+async def _serve_asset(
+    sandbox: Sandbox, spec: AssetSpec, request: Request, *, truncate: bool = False, count: bool = False
+) -> Response:
+    asset = await anyio.to_thread.run_sync(sandbox.store.get, spec)
+    try:
+        byte_range = parse_range(request.headers.get("range"), asset.size)
+    except ValueError:
+        response = s3_error(416, "InvalidRange", "The requested range is not satisfiable", request.url.path)
+        response.headers["Content-Range"] = f"bytes */{asset.size}"
+        return response
+    headers = {
+        "Content-Type": "application/gzip" if spec.compression else "text/csv; charset=utf-8",
+        "ETag": f'"{asset.md5}"',
+        "Accept-Ranges": "bytes",
+    }
+    start, length, status = 0, asset.size, 200
+    if byte_range is not None:
+        start, length = byte_range
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{asset.size}"
+
+    def on_sent(sent: int) -> None:
+        sandbox.state.count("downloaded_bytes", sent)
+
+    if count and request.method == "GET":
+        sandbox.state.count("downloads")
+    return AssetResponse(
+        asset, start, length, status, headers, truncate=truncate, on_sent=on_sent if count else None
+    )
+
+
+# --- control ---------------------------------------------------------------------------------
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    try:
+        payload = json.loads(body) if body.strip() else {}
+    except ValueError:
+        raise ApiError(400, "invalid_request", "Request body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, "invalid_request", "Request body must be a JSON object")
+    return payload
+
+
+def _control_router(sandbox: Sandbox) -> APIRouter:
+    router = APIRouter(prefix=CONTROL_PREFIX, tags=["Sandbox control (no auth)"])
+    state = sandbox.state
+
+    @router.get("/stats")
+    async def stats() -> dict[str, Any]:
+        """What the sandbox saw since start or the last reset."""
+        return state.snapshot(time.time())
+
+    @router.get("/faults")
+    async def get_faults() -> dict[str, Any]:
+        return state.fault_settings()
+
+    @router.post("/faults")
+    async def set_faults(request: Request) -> dict[str, Any]:
+        """Partial update: ``fault_rate``, ``faults``, ``fault_targets``, ``fault_budget``, ``failed_rate``,
+        ``missing_rate``, ``slow_seconds``."""
+        try:
+            return state.update_faults(await _json_object(request))
+        except ValueError as exc:  # ConfigError too
+            raise ApiError(400, "invalid_setting", str(exc)) from None
+
+    @router.get("/config")
+    async def get_config() -> dict[str, Any]:
+        return state.config.to_dict()
+
+    @router.post("/config")
+    async def set_config(request: Request) -> dict[str, Any]:
+        """Partial update of the settings a running sandbox can change."""
+        try:
+            return state.update_config(await _json_object(request)).to_dict()
+        except ConfigError as exc:
+            raise ApiError(400, "invalid_setting", str(exc)) from None
+
+    @router.post("/reset")
+    async def reset(request: Request) -> dict[str, Any]:
+        """Forget requests, statistics and the rate window; ``{"faults": true}`` / ``{"config": true}``
+        also restore the starting fault settings / all starting settings."""
+        options = await _json_object(request)
+        state.reset(faults=bool(options.get("faults")), config=bool(options.get("config")))
+        return {"reset": True}
+
+    @router.post("/tokens/expire")
+    async def expire_tokens() -> dict[str, int]:
+        """Expire every access token issued so far."""
+        return {"expired": state.expire_tokens(time.time())}
+
+    def _found(request_id: str) -> ReportRequest:
+        found = state.get(request_id)
+        if found is None:
+            raise ApiError(404, "not_found", f"Unknown request id {request_id!r}")
+        return found
+
+    @router.get("/requests/{requestId}")
+    async def request_info(requestId: str) -> dict[str, Any]:  # noqa: N803
+        """A request with what the API does not show: outcome, output options, asset names."""
+        found = _found(requestId)
+        return {
+            **sandbox.request_json(found, time.time()),
+            "outcome": found.outcome,
+            "forcedStatus": found.forced_status,
+            "output": {"compression": found.compression, "delimiter": found.delimiter},
+            "assetNames": [name for name, _ in found.asset_specs()],
+        }
+
+    @router.post("/requests/{requestId}/status")
+    async def force_status(requestId: str, request: Request) -> dict[str, Any]:  # noqa: N803
+        """Force a request's status: ``{"status": "Failed"}`` (or Missing, Expired, Available, Pending)."""
+        _found(requestId)
+        try:
+            forced = state.force_status(
+                requestId, str((await _json_object(request)).get("status")), time.time()
+            )
+        except ValueError as exc:
+            raise ApiError(400, "invalid_status", str(exc)) from None
+        assert forced is not None
+        return sandbox.request_json(forced, time.time())
+
+    @router.get("/requests/{requestId}/assets/{filename}")
+    async def asset_bytes(requestId: str, filename: str, request: Request) -> Response:  # noqa: N803
+        """The exact bytes the signed link serves, whatever the status, without faults."""
+        spec = sandbox.asset(_found(requestId), filename)
+        if spec is None:
+            raise ApiError(404, "not_found", f"Request {requestId} has no asset {filename!r}")
+        return await _serve_asset(sandbox, spec, request)
+
+    return router

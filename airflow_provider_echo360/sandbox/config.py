@@ -1,0 +1,163 @@
+"""The sandbox's settings: one dataclass shared by the CLI, the app and the process helper."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Every fault kind the sandbox can inject, by the name the CLI and the control endpoint use.
+FAULT_KINDS = ("5xx", "429", "drop", "slow", "truncate", "expired-url")
+#: Kinds that only make sense on a signed download.
+DOWNLOAD_ONLY_FAULTS = ("truncate", "expired-url")
+#: The endpoint classes a fault may target.
+FAULT_TARGETS = ("token", "api", "download")
+STATUSES = ("Pending", "Available", "Expired", "Failed", "Missing")
+DAY_SECONDS = 86_400
+
+# Settings a running sandbox must keep: changing them at runtime would orphan state or sockets.
+_FIXED_AT_START = frozenset({"host", "port", "data_dir", "seed", "client_id", "client_secret", "log_level"})
+
+
+class ConfigError(ValueError):
+    """A setting out of range; the message names the setting."""
+
+
+@dataclass
+class SandboxConfig:
+    """How the sandbox behaves. Defaults are those of the real API where it has one.
+
+    :param host: interface to listen on.
+    :param port: TCP port to listen on.
+    :param client_id: the OAuth2 client id the token endpoint accepts.
+    :param client_secret: the OAuth2 client secret the token endpoint accepts.
+    :param processing_seconds: how long a request stays ``Pending`` after submission.
+    :param rows_per_day: rows generated per day of a report's window (``asset``: rows in total).
+    :param token_seconds: access token lifetime.
+    :param rate_limit: API calls per rolling minute (reporting endpoints and token endpoint); 0 = off.
+    :param max_in_flight: requests that may be ``Pending`` at once.
+    :param in_flight_status: HTTP status of a submission refused for the in-flight limit.
+    :param retention_seconds: age at which an ``Available`` request becomes ``Expired``.
+    :param url_seconds: lifetime of a signed download URL.
+    :param max_rows_per_asset: above this many rows a report is split into several assets.
+    :param fault_rate: probability that an eligible call gets a fault.
+    :param faults: the fault kinds to draw from (see :data:`FAULT_KINDS`).
+    :param fault_targets: endpoint classes faults may hit (see :data:`FAULT_TARGETS`).
+    :param fault_budget: how many faults to inject at most (``None``: no limit).
+    :param failed_rate: probability that a submission ends ``Failed``.
+    :param missing_rate: probability that a submission ends ``Missing``.
+    :param slow_seconds: delay of a ``slow`` fault.
+    :param reports_shape: ``object`` answers ``{"reports": [...]}``; ``list`` a bare list.
+    :param request_path: ``singular`` serves ``GET /request/{id}``; ``plural`` only ``/requests/{id}``.
+    :param show_output: include each request's ``output`` options in request objects.
+    :param pregenerate: build an ``Available`` request's assets in the background while it is
+        ``Pending`` (else on its first download).
+    :param public_url: base URL for signed links (default: the URL the client called).
+    :param data_dir: where generated assets are cached (default: a temporary directory).
+    :param seed: seeds the synthetic data, request ids and fault draws.
+    :param log_level: uvicorn's log level.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8360
+    client_id: str = "sandbox-client"
+    client_secret: str = "sandbox-secret"
+    processing_seconds: float = 5.0
+    rows_per_day: int = 100
+    token_seconds: float = 3600.0
+    rate_limit: int = 120
+    max_in_flight: int = 3
+    in_flight_status: int = 429
+    retention_seconds: float = 14 * DAY_SECONDS
+    url_seconds: float = 7 * DAY_SECONDS
+    max_rows_per_asset: int = 1_000_000
+    fault_rate: float = 0.0
+    faults: list[str] = field(default_factory=lambda: list(FAULT_KINDS))
+    fault_targets: list[str] = field(default_factory=lambda: list(FAULT_TARGETS))
+    fault_budget: int | None = None
+    failed_rate: float = 0.0
+    missing_rate: float = 0.0
+    slow_seconds: float = 2.0
+    reports_shape: str = "object"
+    request_path: str = "singular"
+    show_output: bool = False
+    pregenerate: bool = True
+    public_url: str | None = None
+    data_dir: str | None = None
+    seed: int = 0
+    log_level: str = "info"
+
+    def validate(self) -> SandboxConfig:
+        """Check every setting; return ``self``.
+
+        :raises ConfigError: naming the first setting out of range.
+        """
+        _check(self.port >= 0, "port", "0 to 65535")
+        _check(self.port <= 65535, "port", "0 to 65535")
+        for name in (
+            "processing_seconds",
+            "token_seconds",
+            "retention_seconds",
+            "url_seconds",
+            "slow_seconds",
+        ):
+            _check(getattr(self, name) >= 0, name, "a number >= 0")
+        for name in ("rows_per_day", "rate_limit", "max_in_flight"):
+            _check(getattr(self, name) >= 0, name, "an integer >= 0")
+        _check(self.max_rows_per_asset >= 1, "max_rows_per_asset", "an integer >= 1")
+        _check(400 <= self.in_flight_status <= 599, "in_flight_status", "an HTTP error status (400-599)")
+        for name in ("fault_rate", "failed_rate", "missing_rate"):
+            _check(0.0 <= getattr(self, name) <= 1.0, name, "a probability from 0 to 1")
+        _check(self.failed_rate + self.missing_rate <= 1.0, "missing_rate", "failed_rate + missing_rate <= 1")
+        _check(set(self.faults) <= set(FAULT_KINDS), "faults", f"a subset of {list(FAULT_KINDS)}")
+        _check(set(self.fault_targets) <= set(FAULT_TARGETS), "fault_targets", f"a subset of {FAULT_TARGETS}")
+        _check(self.fault_budget is None or self.fault_budget >= 0, "fault_budget", "an integer >= 0 or null")
+        _check(self.reports_shape in ("object", "list"), "reports_shape", "'object' or 'list'")
+        _check(self.request_path in ("singular", "plural"), "request_path", "'singular' or 'plural'")
+        return self
+
+    def to_dict(self, *, mask_secret: bool = True) -> dict[str, Any]:
+        """The settings as JSON-ready values, the client secret masked unless asked otherwise."""
+        values = dataclasses.asdict(self)
+        if mask_secret:
+            values["client_secret"] = "***"
+        return values
+
+    def updated(self, changes: dict[str, Any]) -> SandboxConfig:
+        """A validated copy with ``changes`` applied; only settings a running server can change.
+
+        :raises ConfigError: for an unknown or fixed setting, a wrong type or a value out of range.
+        """
+        declared = {f.name: str(f.type) for f in dataclasses.fields(self)}
+        coerced = {}
+        for name, value in changes.items():
+            if name not in declared:
+                raise ConfigError(f"Unknown setting {name!r}")
+            if name in _FIXED_AT_START:
+                raise ConfigError(f"Setting {name!r} is fixed when the sandbox starts")
+            coerced[name] = _coerce(declared[name], value, name)
+        return dataclasses.replace(self, **coerced).validate()
+
+
+def _coerce(declared: str, value: Any, name: str) -> Any:
+    """``value`` as the declared type of a setting (an int is fine for a float)."""
+    base, _, optional = declared.partition(" | ")
+    if value is None and optional == "None":
+        return None
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if base == "float" and numeric:
+        return float(value)
+    if base == "int" and numeric and float(value).is_integer():
+        return int(value)
+    if base == "bool" and isinstance(value, bool):
+        return value
+    if base == "str" and isinstance(value, str):
+        return value
+    if base == "list[str]" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ConfigError(f"Invalid {name}: allowed is a value of type {declared}")
+
+
+def _check(ok: bool, name: str, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"Invalid {name}: allowed is {allowed}")

@@ -1,0 +1,378 @@
+"""What the sandbox remembers: requests, tokens, the rate-limit window, faults and statistics.
+
+Statuses are computed from the clock whenever asked (``Pending`` until the processing time has
+passed, then the outcome drawn at submission, then ``Expired`` after the retention), so nothing
+needs a background thread. One lock guards everything: each operation is tiny.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import dataclasses
+import datetime as dt
+import random
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_echo360.reports import CATALOG
+from airflow_provider_echo360.sandbox.config import (
+    DOWNLOAD_ONLY_FAULTS,
+    FAULT_KINDS,
+    STATUSES,
+    SandboxConfig,
+)
+from airflow_provider_echo360.sandbox.data import AssetSpec, asset_count, asset_names, report_days
+
+RATE_WINDOW_SECONDS = 60.0
+_FAULT_SETTINGS = (
+    "fault_rate",
+    "faults",
+    "fault_targets",
+    "fault_budget",
+    "failed_rate",
+    "missing_rate",
+    "slow_seconds",
+)
+
+
+def submission_key(report_name: str, parameters: Mapping[str, Any]) -> str:
+    """The key under which stats count submissions: ``videoview|end=2024-01-08&start=2024-01-01``."""
+    return report_name + "|" + "&".join(f"{k}={parameters[k]}" for k in sorted(parameters))
+
+
+def iso_z(timestamp: float) -> str:
+    """A Unix time as the API writes it: ``2020-04-01T20:36:12.000Z``."""
+    moment = dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class InFlightLimitReached(Exception):
+    """A submission refused because ``max_in_flight`` requests are ``Pending``."""
+
+    def __init__(self, in_flight: int, limit: int) -> None:
+        super().__init__(
+            f"In-flight report limit reached: at most {limit} reports may be in flight; "
+            "wait for one to finish"
+        )
+        self.in_flight = in_flight
+        self.limit = limit
+
+
+@dataclass
+class ReportRequest:
+    """One submitted report request.
+
+    :param request_id: its id.
+    :param report_name: the report identifier.
+    :param parameters: the normalized parameters.
+    :param compression: gzip output.
+    :param delimiter: the CSV delimiter.
+    :param created: Unix time of submission.
+    :param processing_seconds: how long it stays ``Pending`` (the setting when it was submitted).
+    :param outcome: the status it reaches after processing: ``Available``, ``Failed`` or ``Missing``.
+    :param rows_per_day: the data size setting when it was submitted.
+    :param max_rows_per_asset: the split setting when it was submitted.
+    :param seed: the data seed.
+    :param forced_status: a status set through the control endpoint, overriding the clock.
+    """
+
+    request_id: str
+    report_name: str
+    parameters: dict[str, str]
+    compression: bool
+    delimiter: str
+    created: float
+    processing_seconds: float
+    outcome: str
+    rows_per_day: int
+    max_rows_per_asset: int
+    seed: int
+    forced_status: str | None = None
+
+    @property
+    def key(self) -> str:
+        return submission_key(self.report_name, self.parameters)
+
+    def status(self, now: float, retention_seconds: float) -> str:
+        if self.forced_status is not None and self.forced_status != "Available":
+            return self.forced_status
+        if self.forced_status is None and now < self.created + self.processing_seconds:
+            return "Pending"
+        outcome = self.forced_status or self.outcome
+        if outcome == "Available" and now >= self.created + retention_seconds:
+            return "Expired"
+        return outcome
+
+    def asset_specs(self) -> list[tuple[str, AssetSpec]]:
+        """Each asset's file name and what determines its bytes."""
+        days = report_days(CATALOG[self.report_name], self.parameters)
+        parts = asset_count(self.rows_per_day * len(days), self.max_rows_per_asset)
+        names = asset_names(self.request_id, self.compression, parts)
+        params = tuple(sorted(self.parameters.items()))
+        return [
+            (
+                name,
+                AssetSpec(
+                    self.report_name,
+                    params,
+                    self.compression,
+                    self.delimiter,
+                    part,
+                    self.rows_per_day,
+                    self.max_rows_per_asset,
+                    self.seed,
+                ),
+            )
+            for part, name in enumerate(names, start=1)
+        ]
+
+
+@dataclass
+class Stats:
+    """What the sandbox saw since it started or was last reset."""
+
+    since: float = field(default_factory=time.time)
+    max_in_flight: int = 0
+    submitted: int = 0
+    refused_in_flight: int = 0
+    refused_rate_limited: int = 0
+    refused_invalid: int = 0
+    refused_unauthorized: int = 0
+    submissions: collections.Counter[str] = field(default_factory=collections.Counter)
+    outcomes: dict[str, list[str]] = field(default_factory=dict)
+    calls: collections.Counter[str] = field(default_factory=collections.Counter)
+    tokens_issued: int = 0
+    tokens_refused: int = 0
+    faults: collections.Counter[str] = field(default_factory=collections.Counter)
+    downloads: int = 0
+    downloaded_bytes: int = 0
+
+
+class SandboxState:
+    """All mutable state of one sandbox server.
+
+    :param config: the settings it starts with (kept to restore them on reset).
+    """
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.initial_config = copy.deepcopy(config)
+        self.config = copy.deepcopy(config)
+        self.lock = threading.Lock()
+        self.requests: dict[str, ReportRequest] = {}
+        self.tokens: dict[str, float] = {}  # access token -> expiry (Unix time)
+        self.refresh_tokens: set[str] = set()
+        self.stats = Stats()
+        self.signing_key = secrets.token_bytes(32)  # per server: a restart invalidates old links
+        self._rng = random.Random(config.seed)
+        self._calls: collections.deque[float] = collections.deque()  # monotonic times in the window
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def in_flight(self, now: float) -> int:
+        retention = self.config.retention_seconds
+        return sum(1 for r in self.requests.values() if r.status(now, retention) == "Pending")
+
+    def submit(
+        self, report_name: str, parameters: dict[str, str], compression: bool, delimiter: str, now: float
+    ) -> ReportRequest:
+        """Record a new request, its outcome drawn now.
+
+        :raises InFlightLimitReached: when ``max_in_flight`` requests are already ``Pending``.
+        """
+        with self.lock:
+            cfg = self.config
+            pending = self.in_flight(now)
+            if pending >= cfg.max_in_flight:
+                self.stats.refused_in_flight += 1
+                raise InFlightLimitReached(pending, cfg.max_in_flight)
+            draw = self._rng.random()
+            outcome = (
+                "Failed"
+                if draw < cfg.failed_rate
+                else "Missing"
+                if draw < cfg.failed_rate + cfg.missing_rate
+                else "Available"
+            )
+            request = ReportRequest(
+                request_id=str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
+                report_name=report_name,
+                parameters=dict(parameters),
+                compression=compression,
+                delimiter=delimiter,
+                created=now,
+                processing_seconds=cfg.processing_seconds,
+                outcome=outcome,
+                rows_per_day=cfg.rows_per_day,
+                max_rows_per_asset=cfg.max_rows_per_asset,
+                seed=cfg.seed,
+            )
+            self.requests[request.request_id] = request
+            self.stats.submitted += 1
+            self.stats.submissions[request.key] += 1
+            self.stats.outcomes.setdefault(request.key, []).append(outcome)
+            self._note_in_flight(now)
+            return request
+
+    def _note_in_flight(self, now: float) -> None:
+        # Pending only grows at a submission (or a forced status), so the peak is seen right there.
+        self.stats.max_in_flight = max(self.stats.max_in_flight, self.in_flight(now))
+
+    def get(self, request_id: str) -> ReportRequest | None:
+        with self.lock:
+            return self.requests.get(request_id)
+
+    def status(self, request: ReportRequest, now: float) -> str:
+        return request.status(now, self.config.retention_seconds)
+
+    def listing(self) -> list[ReportRequest]:
+        """Every request, newest first (as the vendor's example lists them)."""
+        with self.lock:
+            return sorted(self.requests.values(), key=lambda r: r.created, reverse=True)
+
+    def force_status(self, request_id: str, status: str, now: float) -> ReportRequest | None:
+        if status not in STATUSES:
+            raise ValueError(f"Invalid status {status!r}: allowed is one of {list(STATUSES)}")
+        with self.lock:
+            request = self.requests.get(request_id)
+            if request is not None:
+                request.forced_status = status
+                self._note_in_flight(now)
+            return request
+
+    # --- tokens -----------------------------------------------------------------------------
+
+    def issue_token(self, now: float) -> tuple[str, str]:
+        """A new access token and refresh token."""
+        access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        with self.lock:
+            self.tokens[access] = now + self.config.token_seconds
+            self.refresh_tokens.add(refresh)
+            self.stats.tokens_issued += 1
+        return access, refresh
+
+    def use_refresh_token(self, refresh: str) -> bool:
+        """Spend a refresh token (they are single-use); whether it was valid."""
+        with self.lock:
+            if refresh in self.refresh_tokens:
+                self.refresh_tokens.discard(refresh)
+                return True
+            return False
+
+    def check_token(self, token: str, now: float) -> str:
+        """``valid``, ``expired`` or ``unknown``."""
+        with self.lock:
+            expiry = self.tokens.get(token)
+        if expiry is None:
+            return "unknown"
+        return "valid" if now < expiry else "expired"
+
+    def expire_tokens(self, now: float) -> int:
+        with self.lock:
+            for token in self.tokens:
+                self.tokens[token] = min(self.tokens[token], now)
+            return len(self.tokens)
+
+    # --- rate limit and faults --------------------------------------------------------------
+
+    def take_rate_slot(self, now_monotonic: float) -> int | None:
+        """Count one call against the rolling minute; ``None`` if allowed, else seconds to wait."""
+        with self.lock:
+            limit = self.config.rate_limit
+            window = self._calls
+            while window and window[0] <= now_monotonic - RATE_WINDOW_SECONDS:
+                window.popleft()
+            if limit and len(window) >= limit:
+                self.stats.refused_rate_limited += 1
+                return max(1, int(window[0] + RATE_WINDOW_SECONDS - now_monotonic + 0.999))
+            window.append(now_monotonic)
+            return None
+
+    def draw_fault(self, target: str) -> str | None:
+        """The fault to inject into a call to ``target`` (``token``, ``api``, ``download``), if any."""
+        with self.lock:
+            cfg = self.config
+            if cfg.fault_rate <= 0 or target not in cfg.fault_targets or cfg.fault_budget == 0:
+                return None
+            kinds = [
+                k
+                for k in FAULT_KINDS
+                if k in cfg.faults and (target == "download" or k not in DOWNLOAD_ONLY_FAULTS)
+            ]
+            if not kinds or self._rng.random() >= cfg.fault_rate:
+                return None
+            kind = self._rng.choice(kinds)
+            if cfg.fault_budget is not None:
+                cfg.fault_budget -= 1
+            self.stats.faults[kind] += 1
+            return kind
+
+    def fault_settings(self) -> dict[str, Any]:
+        with self.lock:
+            return {name: getattr(self.config, name) for name in _FAULT_SETTINGS}
+
+    def update_config(self, changes: dict[str, Any]) -> SandboxConfig:
+        """Apply a partial update of the runtime settings (validated; see :meth:`SandboxConfig.updated`)."""
+        with self.lock:
+            self.config = self.config.updated(changes)
+            return self.config
+
+    def update_faults(self, changes: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(changes) - set(_FAULT_SETTINGS)
+        if unknown:
+            raise ValueError(f"Unknown fault settings {sorted(unknown)}: allowed are {list(_FAULT_SETTINGS)}")
+        self.update_config(changes)
+        return self.fault_settings()
+
+    # --- statistics -------------------------------------------------------------------------
+
+    def count_call(self, endpoint: str) -> None:
+        with self.lock:
+            self.stats.calls[endpoint] += 1
+
+    def count(self, counter: str, amount: int = 1) -> None:
+        with self.lock:
+            setattr(self.stats, counter, getattr(self.stats, counter) + amount)
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        with self.lock:
+            s = self.stats
+            statuses = collections.Counter(self.status(r, now) for r in self.requests.values())
+            return {
+                "since": iso_z(s.since),
+                "in_flight": statuses["Pending"],
+                "max_in_flight": s.max_in_flight,
+                "in_flight_limit": self.config.max_in_flight,
+                "submitted": s.submitted,
+                "refused_in_flight": s.refused_in_flight,
+                "refused_rate_limited": s.refused_rate_limited,
+                "refused_invalid": s.refused_invalid,
+                "refused_unauthorized": s.refused_unauthorized,
+                "submissions": dict(s.submissions),
+                "outcomes": {key: list(values) for key, values in s.outcomes.items()},
+                "statuses": dict(statuses),
+                "requests": len(self.requests),
+                "calls": dict(s.calls),
+                "tokens_issued": s.tokens_issued,
+                "tokens_refused": s.tokens_refused,
+                "faults": dict(s.faults),
+                "downloads": s.downloads,
+                "downloaded_bytes": s.downloaded_bytes,
+            }
+
+    def reset(self, *, faults: bool = False, config: bool = False) -> None:
+        """Forget requests, statistics and the rate window; maybe restore the starting settings."""
+        with self.lock:
+            self.requests.clear()
+            self.stats = Stats()
+            self._calls.clear()
+            if config:
+                self.config = copy.deepcopy(self.initial_config)
+            elif faults:
+                restore = {name: getattr(self.initial_config, name) for name in _FAULT_SETTINGS}
+                self.config = dataclasses.replace(self.config, **restore)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import ipaddress
 import json
 import logging
@@ -66,6 +67,7 @@ FAILED_STATUSES = ("Failed", "Missing", "Expired")
 REUSABLE_AGE = dt.timedelta(days=13)
 
 log = logging.getLogger(__name__)
+TokenKey = tuple[str, str, str]
 
 
 class Echo360TransientError(Echo360Error):
@@ -242,9 +244,14 @@ class ConnectionSettings:
         )
 
     @property
-    def key(self) -> tuple[str, str]:
-        """Tokens and the rate limit are per institution client: one per (API, client id)."""
+    def institution(self) -> tuple[str, str]:
+        """The API's rate limit is per institution client: one limiter per (API, client id)."""
         return self.base_url, self.client_id
+
+    @property
+    def key(self) -> TokenKey:
+        """Tokens are cached per credentials (with a digest of the secret: a wrong one borrows no token)."""
+        return self.base_url, self.client_id, hashlib.sha256(self.client_secret.encode()).hexdigest()[:16]
 
 
 def _base_url(host: str | None, schema: str | None, port: int | None, region: str | None) -> str:
@@ -308,29 +315,31 @@ class _SharedState:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.tokens: dict[tuple[str, str], _Token] = {}
-        self.fetch_locks: dict[tuple[str, str], threading.Lock] = {}
-        self.async_fetch_locks: dict[tuple[tuple[str, str], int], asyncio.Lock] = {}
+        self.tokens: dict[TokenKey, _Token] = {}
+        self.fetch_locks: dict[TokenKey, threading.Lock] = {}
+        self.async_fetch_locks: dict[tuple[TokenKey, int], asyncio.Lock] = {}
         self.limiters: dict[tuple[str, str], _SlidingWindowLimiter] = {}
         self.plural_request_path: dict[str, bool] = {}
 
     def limiter(self, settings: ConnectionSettings) -> _SlidingWindowLimiter:
         with self.lock:
-            return self.limiters.setdefault(settings.key, _SlidingWindowLimiter(settings.calls_per_minute))
+            return self.limiters.setdefault(
+                settings.institution, _SlidingWindowLimiter(settings.calls_per_minute)
+            )
 
-    def fetch_lock(self, key: tuple[str, str]) -> threading.Lock:
+    def fetch_lock(self, key: TokenKey) -> threading.Lock:
         with self.lock:
             return self.fetch_locks.setdefault(key, threading.Lock())
 
-    def async_fetch_lock(self, key: tuple[str, str]) -> asyncio.Lock:
+    def async_fetch_lock(self, key: TokenKey) -> asyncio.Lock:
         with self.lock:
             return self.async_fetch_locks.setdefault((key, id(asyncio.get_running_loop())), asyncio.Lock())
 
-    def fresh_token(self, key: tuple[str, str]) -> str | None:
+    def fresh_token(self, key: TokenKey) -> str | None:
         token = self.tokens.get(key)
         return token.value if token and token.is_fresh() else None
 
-    def drop_token(self, key: tuple[str, str], value: str) -> None:
+    def drop_token(self, key: TokenKey, value: str) -> None:
         with self.lock:
             if (token := self.tokens.get(key)) is not None and token.value == value:
                 del self.tokens[key]

@@ -1,0 +1,242 @@
+"""Echo360Hook against the sandbox as a real process on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+import time
+
+import pytest
+from airflow.sdk.log import redact
+
+from airflow_provider_echo360.hooks.echo360 import (
+    _SHARED,
+    Echo360AuthError,
+    Echo360Hook,
+    Echo360InFlightLimitError,
+    Echo360RequestNotFoundError,
+)
+from airflow_provider_echo360.sandbox.process import SandboxProcess
+
+pytestmark = pytest.mark.integration
+
+
+def connect(monkeypatch, sandbox: SandboxProcess, conn_id: str = "echo360_it", **extra) -> Echo360Hook:
+    conn = {
+        "conn_type": "echo360",
+        "host": sandbox.base_url,
+        "login": sandbox.client_id,
+        "password": extra.pop("password", sandbox.client_secret),
+        "extra": {"backoff_seconds": 0.05, **extra},
+    }
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    return Echo360Hook(conn_id)
+
+
+@pytest.fixture
+def sandbox():
+    with SandboxProcess(processing_seconds=1, rows_per_day=50, rate_limit=0) as server:
+        yield server
+
+
+def wait_available(hook: Echo360Hook, request_id: str, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        request = hook.get_request(request_id)
+        if not request.is_pending:
+            return request
+        time.sleep(0.3)
+    raise AssertionError(f"{request_id} still Pending")
+
+
+def test_lists_reports_and_submits(monkeypatch, sandbox):
+    hook = connect(monkeypatch, sandbox)
+    names = {report["name"] for report in hook.get_reports()}
+    assert {"asset", "videoview", "qanda2"} <= names
+    request = hook.submit_request("videoview", {"start": "2024-01-01", "end": "2024-01-02"})
+    assert request.is_pending and request.parameters == {"start": "2024-01-01", "end": "2024-01-02"}
+    assert [r.request_id for r in hook.get_requests()] == [request.request_id]
+    assert hook.count_in_flight() == 1
+    assert wait_available(hook, request.request_id).signed_assets
+
+
+def test_test_connection_reports_success_and_failure(monkeypatch, sandbox):
+    ok, message = connect(monkeypatch, sandbox).test_connection()
+    assert ok and "reports available" in message
+    ok, message = connect(monkeypatch, sandbox, "echo360_bad", password="wrong").test_connection()
+    assert not ok and "Echo360AuthError" in message and "wrong" not in message
+
+
+def test_token_expiry_is_invisible_to_the_caller(monkeypatch):
+    with SandboxProcess(processing_seconds=1, token_seconds=1.5, rate_limit=0) as sandbox:
+        hook = connect(monkeypatch, sandbox)
+        hook.get_requests()
+        time.sleep(2.1)  # the cached token is now dead (expires_in may be rounded up): renewed before use
+        hook.get_requests()
+        sandbox.expire_tokens()  # revoked early: the API answers 401, the hook renews once
+        hook.get_requests()
+        stats = sandbox.stats()
+    assert stats["tokens_issued"] == 3
+    assert stats["calls"].get("GET /requests") == 4  # three good calls, one 401
+
+
+def test_token_is_shared_by_every_hook_in_the_process(monkeypatch, sandbox):
+    connect(monkeypatch, sandbox).get_requests()
+    connect(monkeypatch, sandbox).get_reports()
+    asyncio.run(connect(monkeypatch, sandbox).aget_requests())
+    assert sandbox.stats()["tokens_issued"] == 1
+
+
+def test_5xx_429_drops_and_slow_answers_are_absorbed(monkeypatch, sandbox):
+    hook = connect(monkeypatch, sandbox, max_retries=12)
+    hook.get_requests()
+    sandbox.set_faults(fault_rate=0.5, faults=["5xx", "429", "drop", "slow"], slow_seconds=0.2)
+    for _ in range(12):
+        assert hook.get_requests() == []
+    faults = sandbox.stats()["faults"]
+    assert sum(faults.values()) >= 3, faults
+
+
+def test_async_calls_retry_too(monkeypatch, sandbox):
+    hook = connect(monkeypatch, sandbox, max_retries=12)
+    request = hook.submit_request("notes", {"start": "2024-01-01", "end": "2024-01-02"})
+    sandbox.set_faults(fault_rate=0.5, faults=["5xx", "429", "drop"])
+
+    async def poll():
+        return [await hook.aget_request(request.request_id) for _ in range(8)]
+
+    assert {r.request_id for r in asyncio.run(poll())} == {request.request_id}
+    assert sum(sandbox.stats()["faults"].values()) >= 1
+
+
+def test_submission_survives_faults_without_duplicates(monkeypatch, sandbox):
+    hook = connect(monkeypatch, sandbox, max_retries=12)
+    sandbox.set_faults(fault_rate=0.6, faults=["5xx", "429", "drop"], fault_targets=["api"])
+    request = hook.submit_request("videoview", {"start": "2024-02-01", "end": "2024-02-02"})
+    sandbox.set_faults(fault_rate=0)
+    stats = sandbox.stats()
+    assert stats["submitted"] == 1
+    assert [r.request_id for r in hook.get_requests()] == [request.request_id]
+
+
+def test_in_flight_refusal_raises_the_dedicated_error(monkeypatch):
+    with SandboxProcess(processing_seconds=60, rate_limit=0) as sandbox:
+        hook = connect(monkeypatch, sandbox)
+        for day in (1, 2, 3):
+            hook.submit_request("videoview", {"start": f"2024-01-0{day}", "end": f"2024-01-0{day + 1}"})
+        with pytest.raises(Echo360InFlightLimitError):
+            hook.submit_request("videoview", {"start": "2024-01-05", "end": "2024-01-06"})
+        stats = sandbox.stats()
+    assert stats["refused_in_flight"] == 1 and stats["max_in_flight"] == 3
+
+
+def test_bad_credentials_fail_after_one_attempt(monkeypatch, sandbox):
+    hook = connect(monkeypatch, sandbox, password="not-the-secret")
+    with pytest.raises(Echo360AuthError, match="client credentials") as err:
+        hook.get_reports()
+    assert "not-the-secret" not in str(err.value)
+    stats = sandbox.stats()
+    assert stats["calls"].get("POST /oauth2/access_token") == 1
+    assert stats["tokens_issued"] == 0
+
+
+def test_unknown_request_id_fails_at_once(monkeypatch, sandbox):
+    hook = connect(monkeypatch, sandbox)
+    with pytest.raises(Echo360RequestNotFoundError):
+        hook.get_request("00000000-0000-0000-0000-000000000000")
+
+
+def test_plural_request_path_fallback_is_remembered(monkeypatch):
+    with SandboxProcess(
+        processing_seconds=0, request_path="plural", reports_shape="list", rate_limit=0
+    ) as sandbox:
+        hook = connect(monkeypatch, sandbox)
+        assert any(r["name"] == "asset" for r in hook.get_reports())  # a bare list
+        request = hook.submit_request("asset")
+        for _ in range(3):
+            hook.get_request(request.request_id)
+        asyncio.run(hook.aget_request(request.request_id))
+        calls = sandbox.stats()["calls"]
+    assert calls.get("GET /request/{requestId}") == 1
+    assert calls.get("GET /requests/{requestId}") == 4
+
+
+def test_download_is_byte_identical(monkeypatch, sandbox):
+    hook = connect(monkeypatch, sandbox)
+    request = hook.submit_request("viewsessions", {"start": "2024-01-01", "end": "2024-01-03"}, delimiter="|")
+    ready = wait_available(hook, request.request_id)
+    (url,) = ready.signed_assets
+    with hook.open_asset(url, chunk_size=1000) as stream:
+        body = b"".join(stream.chunks())
+    assert body == sandbox.asset_bytes(request.request_id, stream.name)
+    assert len(body) == stream.content_length
+
+
+DOWNLOAD_SCRIPT = """
+import json, os, sys
+from airflow_provider_echo360.hooks.echo360 import Echo360Hook
+hook = Echo360Hook("echo360_it")
+request = hook.get_request(sys.argv[1])
+total = 0
+for url in request.signed_assets:
+    with hook.open_asset(url) as stream:
+        for chunk in stream.chunks():
+            total += len(chunk)
+status = open("/proc/self/status").read()
+peak_kib = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1])
+print(json.dumps({"bytes": total, "peak_mib": peak_kib / 1024}))
+"""
+
+
+def test_download_memory_does_not_grow_with_the_asset(monkeypatch):
+    with SandboxProcess(processing_seconds=0, rows_per_day=200_000, rate_limit=0) as sandbox:
+        hook = connect(monkeypatch, sandbox)
+        small = hook.submit_request(
+            "videoview", {"start": "2024-01-01", "end": "2024-01-02"}, compression=False
+        )
+        large = hook.submit_request(
+            "videoview", {"start": "2024-01-01", "end": "2024-01-08"}, compression=False
+        )
+        wait_available(hook, small.request_id), wait_available(hook, large.request_id)
+
+        def measure(request_id: str) -> dict:
+            out = subprocess.run([sys.executable, "-c", DOWNLOAD_SCRIPT, request_id], capture_output=True,
+                                 text=True, check=True, timeout=600)  # fmt: skip
+            return json.loads(out.stdout.strip().splitlines()[-1])
+
+        small_run, large_run = measure(small.request_id), measure(large.request_id)
+    assert large_run["bytes"] > 6 * small_run["bytes"] > 6 * 20_000_000
+    assert large_run["peak_mib"] - small_run["peak_mib"] < 20, (small_run, large_run)
+
+
+def test_no_secret_reaches_the_logs(monkeypatch, caplog):
+    """Nothing secret is logged at INFO and above; at DEBUG, where urllib3 prints the URLs it fetches,
+    everything secret has been registered with Airflow's masker, which redacts task logs."""
+    caplog.set_level(logging.DEBUG)
+    with SandboxProcess(processing_seconds=1, rate_limit=0, token_seconds=2) as sandbox:
+        sandbox.set_faults(fault_rate=0.3, faults=["5xx", "429", "drop", "truncate", "expired-url"])
+        hook = connect(monkeypatch, sandbox, max_retries=12)
+        request = hook.submit_request("qanda2", {"start": "2024-01-01", "end": "2024-01-02"})
+        ready = wait_available(hook, request.request_id)
+        for _ in range(4):
+            try:
+                with hook.open_asset(ready.signed_assets[0]) as stream:
+                    b"".join(stream.chunks())
+            except Exception as error:  # a faulted download: its message is logged too
+                logging.getLogger("test").warning("download failed: %s", error)
+            time.sleep(1)  # let tokens expire and renew
+        asyncio.run(hook.aget_request(request.request_id))
+        tokens = [token.value for token in _SHARED.tokens.values()]
+        signatures = [url.split("Signature=", 1)[1] for url in ready.signed_assets]
+        secret = sandbox.client_secret
+    assert tokens and signatures
+    info_and_above = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
+    assert "Echo360 call failed" in info_and_above  # the faults were logged
+    masked_debug = "\n".join(str(redact(r.getMessage())) for r in caplog.records)
+    assert "GET /_assets/" in masked_debug and "***" in masked_debug  # urllib3 logged the URLs, masked
+    for needle in (secret, *tokens, *signatures):
+        assert needle not in info_and_above
+        assert needle not in masked_debug

@@ -20,6 +20,15 @@ from airflow_provider_echo360.sandbox.config import (
 _DEFAULTS = SandboxConfig()
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every default, except a ``None`` that the help text already explains."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None and "default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _names(allowed: Sequence[str]) -> Callable[[str], list[str]]:
     """A parser of comma-separated names out of ``allowed`` (``none`` or empty: no names)."""
 
@@ -40,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m airflow_provider_echo360.sandbox",
         description="A local emulator of the Echo360 Reporting API (FastAPI + uvicorn). "
         "Control endpoints under /_sandbox (stats, faults, reset, ...); OpenAPI at /openapi.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     server = p.add_argument_group("server")
     server.add_argument("--host", default=d.host, help="interface to listen on")
@@ -50,10 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.add_argument("--data-dir", default=d.data_dir, help="asset cache directory (default: a temp dir)")
     server.add_argument(
-        "--log-level", default=d.log_level, choices=["critical", "error", "warning", "info", "debug"]
+        "--log-level",
+        default=d.log_level,
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (there is no access log: URLs carry signatures and tokens)",
     )
     server.add_argument(
-        "--parent-pid", type=int, default=None, help="exit when this process (the parent) ends"
+        "--parent-pid", type=int, default=None, help="exit when this process ends (default: never)"
     )
     api = p.add_argument_group("API behaviour")
     api.add_argument("--client-id", default=d.client_id, help="OAuth2 client id accepted")
@@ -129,14 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument(
         "--faults",
         type=_names(FAULT_KINDS),
-        default=list(d.faults),
-        help=f"comma-separated kinds: {','.join(FAULT_KINDS)}",
+        default=",".join(d.faults),  # argparse passes a string default through ``type``
+        help="comma-separated fault kinds drawn from (none: no faults)",
     )
     faults.add_argument(
         "--fault-targets",
         type=_names(FAULT_TARGETS),
-        default=list(d.fault_targets),
-        help=f"comma-separated: {','.join(FAULT_TARGETS)}",
+        default=",".join(d.fault_targets),
+        help="comma-separated endpoint classes faults may hit",
     )
     faults.add_argument(
         "--fault-budget",

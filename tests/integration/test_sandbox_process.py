@@ -1,0 +1,146 @@
+"""The sandbox's command line and its process helper: defaults, start and stop, no orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from airflow_provider_echo360.sandbox.process import SandboxProcess, SandboxStartError, to_flags
+
+pytestmark = pytest.mark.integration
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def wait_gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not alive(pid)
+
+
+def test_help_shows_every_option_with_its_default() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_echo360.sandbox", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "COLUMNS": "400"},  # one line per option
+    )
+    lines: dict[str, str] = {}  # option -> its help text (which may continue on the next line)
+    option = ""
+    for line in result.stdout.splitlines():
+        if line.strip().startswith("--"):
+            option = line.split()[0].rstrip(",")
+            lines[option] = ""
+        if option:
+            lines[option] += " " + line.strip()
+
+    for option, default in {
+        "--host": "127.0.0.1",
+        "--client-id": "sandbox-client",
+        "--client-secret": "sandbox-secret",
+        "--processing-seconds": "5.0",
+        "--rows-per-day": "100",
+        "--token-seconds": "3600.0",
+        "--rate-limit": "120",
+        "--retention-seconds": "1209600",
+        "--url-seconds": "604800",
+        "--max-rows-per-asset": "1000000",
+        "--in-flight-status": "429",
+        "--request-path": "singular",
+        "--reports-shape": "object",
+        "--fault-rate": "0.0",
+        "--failed-rate": "0.0",
+        "--missing-rate": "0.0",
+        "--slow-seconds": "2.0",
+        "--seed": "0",
+        "--faults": "5xx,429,drop,slow,truncate,expired-url",
+        "--fault-targets": "token,api,download",
+        "--log-level": "info",
+    }.items():
+        assert f"(default: {default})" in lines[option], option
+    for option in (
+        "--port",
+        "--data-dir",
+        "--public-url",
+        "--max-in-flight",
+        "--pregenerate",
+        "--parent-pid",
+    ):
+        assert "(default: " in lines[option], option
+
+
+def test_options_become_flags() -> None:
+    assert to_flags({"processing_seconds": 1, "faults": ["5xx", "drop"], "show_output": True, "x": None}) == [
+        "--processing-seconds",
+        "1",
+        "--faults",
+        "5xx,drop",
+        "--show-output",
+    ]
+    assert to_flags({"pregenerate": False, "faults": []}) == ["--no-pregenerate", "--faults", "none"]
+
+
+def test_a_bad_option_fails_the_start_with_the_reason() -> None:
+    with pytest.raises(SandboxStartError, match="rate_limit"):
+        SandboxProcess.start(rate_limit=-1)
+
+
+def test_start_and_stop(tmp_path: Path) -> None:
+    sandbox = SandboxProcess(processing_seconds=1, data_dir=str(tmp_path))
+    sandbox.start()
+    pid = sandbox.pid
+    assert pid is not None and sandbox.running
+    assert requests.get(sandbox.base_url + "/_sandbox/stats", timeout=10).ok
+    assert sandbox.api_url == sandbox.base_url + "/public/api/v1/reporting"
+
+    sandbox.stop()
+    sandbox.stop()  # twice is fine
+
+    assert not sandbox.running
+    assert wait_gone(pid)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(sandbox.base_url + "/_sandbox/stats", timeout=10)
+
+
+def test_the_sandbox_exits_when_its_parent_is_killed() -> None:
+    parent_code = textwrap.dedent(
+        """
+        import time
+        from airflow_provider_echo360.sandbox.process import SandboxProcess
+        sandbox = SandboxProcess.start(processing_seconds=1)
+        print(sandbox.pid, flush=True)
+        time.sleep(120)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert alive(child)
+
+        os.kill(parent.pid, signal.SIGKILL)  # no atexit, no cleanup: the child must notice alone
+        parent.wait(10)
+
+        assert wait_gone(child), "the sandbox outlived its parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()

@@ -1,0 +1,185 @@
+"""TransferReportToS3Operator against the sandbox and a moto S3 server, both real processes on loopback."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import time
+from collections import defaultdict
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_echo360.hooks.echo360 import Echo360DownloadError, Echo360Hook
+from airflow_provider_echo360.reports import CATALOG
+from airflow_provider_echo360.sandbox.process import SandboxProcess
+from airflow_provider_echo360.transfers.echo360_to_s3 import (
+    Echo360ReportNotReadyError,
+    TransferReportToS3Operator,
+)
+from devtools.moto_server import MotoServer
+
+pytestmark = pytest.mark.integration
+BUCKET = "landing"
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with MotoServer() as server:
+        server.client().create_bucket(Bucket=BUCKET)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def started(s3):
+    """One sandbox for the module (reports ready at once, small assets) and the two connections."""
+    with (
+        SandboxProcess(processing_seconds=0, rows_per_day=40, rate_limit=0) as sandbox,
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        mp.setenv("AIRFLOW_CONN_AWS_IT", s3.airflow_connection())
+        mp.setenv(
+            "AIRFLOW_CONN_ECHO360_IT",
+            json.dumps({"conn_type": "echo360", "host": sandbox.base_url, "login": sandbox.client_id,
+                        "password": sandbox.client_secret, "extra": {"backoff_seconds": 0.05}}),
+        )  # fmt: skip
+        yield SimpleNamespace(sandbox=sandbox, s3=s3, client=s3.client(), hook=Echo360Hook("echo360_it"))
+
+
+@pytest.fixture
+def env(started):
+    started.sandbox.reset(faults=True, config=True)
+    return started
+
+
+def ready_request(hook: Echo360Hook, report: str, params=None, **output) -> str:
+    request = hook.submit_request(report, params, **output)
+    for _ in range(100):
+        if not hook.get_request(request.request_id).is_pending:
+            return request.request_id
+        time.sleep(0.1)
+    raise AssertionError("never ready")
+
+
+def transfer(request_id: str, key: str, **kwargs) -> list[str]:
+    op = TransferReportToS3Operator(
+        task_id="transfer", request_id=request_id, s3_bucket=BUCKET, s3_key=key,
+        aws_conn_id="aws_it", echo360_conn_id="echo360_it", part_size=5 * 1024 * 1024, **kwargs,
+    )  # fmt: skip
+    outlet_events = defaultdict(SimpleNamespace)
+    written = op.execute({"outlet_events": outlet_events})
+    assert all(event.extra["objects"] == written for event in outlet_events.values())
+    return written
+
+
+def s3_bytes(client, uri: str) -> bytes:
+    key = uri.removeprefix(f"s3://{BUCKET}/")
+    return client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
+def open_uploads(client) -> list:
+    return client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+
+
+_START = dt.date.today() - dt.timedelta(days=30)  # recent enough for assetbydate's one-year look-back
+WINDOW = {"start": _START.isoformat(), "end": (_START + dt.timedelta(days=2)).isoformat()}
+SETTINGS = [(",", True), ("\t", False), ("|", True), (",", False), ("\t", True), ("|", False)]
+
+
+def test_every_report_lands_byte_identical(env):
+    for index, report in enumerate(sorted(CATALOG)):
+        delimiter, compression = SETTINGS[index % len(SETTINGS)]
+        params = None if report == "asset" else WINDOW
+        request_id = ready_request(env.hook, report, params, compression=compression, delimiter=delimiter)
+        (uri,) = transfer(request_id, "echo360/{report}/dt={start}/")
+        name = uri.rsplit("/", 1)[1]
+        assert uri == f"s3://{BUCKET}/echo360/{report}/dt={WINDOW['start'] if params else ''}/{name}"
+        assert s3_bytes(env.client, uri) == env.sandbox.asset_bytes(request_id, name)
+        assert name.endswith(".csv.gz") == compression
+
+
+@pytest.mark.parametrize(("delimiter", "compression"), SETTINGS)
+def test_each_delimiter_and_compression_lands_byte_identical(env, delimiter, compression):
+    request_id = ready_request(env.hook, "videoview", WINDOW, compression=compression, delimiter=delimiter)
+    (uri,) = transfer(request_id, f"settings/{ord(delimiter)}-{compression}/")
+    served = env.sandbox.asset_bytes(request_id, uri.rsplit("/", 1)[1])
+    assert s3_bytes(env.client, uri) == served
+    header = (gzip.decompress(served) if compression else served).split(b"\n", 1)[0].decode()
+    assert header.split(delimiter)[0] == '"videoId"'
+
+
+def test_decompress_stores_plain_csv(env):
+    request_id = ready_request(env.hook, "notes", WINDOW)
+    (uri,) = transfer(request_id, "plain/", decompress=True)
+    assert uri.endswith(".csv")
+    served = env.sandbox.asset_bytes(request_id, uri.rsplit("/", 1)[1] + ".gz")
+    assert s3_bytes(env.client, uri) == gzip.decompress(served)
+
+
+def test_several_assets_are_named_apart(env):
+    env.sandbox.set_config(max_rows_per_asset=30)
+    request_id = ready_request(env.hook, "pollingv2", {"start": "2024-03-01", "end": "2024-03-03"})
+    names = env.hook.get_request(request_id).assets
+    assert len(names) == 3  # 80 rows, 30 a file
+    own_names = transfer(request_id, "multi/own/")
+    assert [u.rsplit("/", 1)[1] for u in own_names] == list(names)
+    numbered = transfer(request_id, "multi/report.csv.gz")
+    assert numbered == [f"s3://{BUCKET}/multi/report-00{i}.csv.gz" for i in (1, 2, 3)]
+    for uri, name in zip(numbered, names, strict=True):
+        assert s3_bytes(env.client, uri) == env.sandbox.asset_bytes(request_id, name)
+
+
+def test_replace_off_leaves_objects_alone_and_on_overwrites(env):
+    request_id = ready_request(env.hook, "confused", WINDOW)
+    env.client.put_object(Bucket=BUCKET, Key="replace/report.csv.gz", Body=b"older")
+    assert transfer(request_id, "replace/report.csv.gz") == []
+    assert s3_bytes(env.client, f"s3://{BUCKET}/replace/report.csv.gz") == b"older"
+    assert transfer(request_id, "replace/report.csv.gz", replace=True) == [
+        f"s3://{BUCKET}/replace/report.csv.gz"
+    ]
+    assert s3_bytes(env.client, f"s3://{BUCKET}/replace/report.csv.gz") != b"older"
+
+
+def test_server_side_encryption_passes_through(env):
+    request_id = ready_request(env.hook, "liveviews", WINDOW)
+    (uri,) = transfer(request_id, "sse/report.csv.gz", encrypt=True)
+    head = env.client.head_object(Bucket=BUCKET, Key="sse/report.csv.gz")
+    assert head["ServerSideEncryption"] == "AES256"
+    assert uri.endswith("sse/report.csv.gz")
+
+
+def test_cut_downloads_leave_no_object_and_no_open_upload(env):
+    env.sandbox.set_config(rows_per_day=20_000)  # several parts, so an upload is open when the cut comes
+    request_id = ready_request(env.hook, "viewsessions", {"start": "2024-03-01", "end": "2024-03-08"},
+                               compression=False)  # fmt: skip
+    env.sandbox.set_faults(fault_rate=1.0, faults=["truncate"], fault_targets=["download"])
+    with pytest.raises(Echo360DownloadError, match="broke off|ended after"):
+        transfer(request_id, "cut/report.csv", attempts=2)
+    assert env.client.list_objects_v2(Bucket=BUCKET, Prefix="cut/").get("KeyCount") == 0
+    assert open_uploads(env.client) == []
+    assert env.sandbox.stats()["faults"]["truncate"] == 2
+
+
+def test_expired_signed_url_is_renewed(env):
+    request_id = ready_request(env.hook, "qanda2", WINDOW)
+    before = env.sandbox.stats()["calls"].get("GET /request/{requestId}", 0)
+    env.sandbox.set_faults(fault_rate=1.0, faults=["expired-url"], fault_targets=["download"], fault_budget=1)
+    (uri,) = transfer(request_id, "renewed/")
+    assert s3_bytes(env.client, uri) == env.sandbox.asset_bytes(request_id, uri.rsplit("/", 1)[1])
+    stats = env.sandbox.stats()
+    assert stats["faults"]["expired-url"] == 1
+    assert stats["calls"]["GET /request/{requestId}"] - before == 3  # first look, asset URL, fresh URL
+
+
+def test_requests_that_are_not_available_fail_clearly(env):
+    env.sandbox.set_config(processing_seconds=60)
+    pending = env.hook.submit_request("videoview", WINDOW).request_id
+    with pytest.raises(Echo360ReportNotReadyError, match="Pending, not Available"):
+        transfer(pending, "x/")
+    env.sandbox.set_status(pending, "Expired")
+    with pytest.raises(AirflowFailException, match="is Expired: .*submit the report again"):
+        transfer(pending, "x/")
+    with pytest.raises(AirflowFailException, match="s3_bucket"):
+        TransferReportToS3Operator(task_id="t", request_id=pending, s3_bucket="", s3_key="x/").execute({})

@@ -1,0 +1,106 @@
+"""ReportStatusTrigger against the sandbox as a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import pytest
+
+from airflow_provider_echo360.hooks.echo360 import Echo360Hook
+from airflow_provider_echo360.sandbox.process import SandboxProcess
+from airflow_provider_echo360.triggers.reports import ReportStatusTrigger
+
+pytestmark = pytest.mark.integration
+WINDOW = {"start": "2024-01-01", "end": "2024-01-02"}
+
+
+@pytest.fixture(scope="module")
+def started():
+    with SandboxProcess(processing_seconds=1, rate_limit=0) as sandbox, pytest.MonkeyPatch.context() as mp:
+        mp.setenv(
+            "AIRFLOW_CONN_ECHO360_TRIG",
+            json.dumps(
+                {
+                    "conn_type": "echo360",
+                    "host": sandbox.base_url,
+                    "login": sandbox.client_id,
+                    "password": sandbox.client_secret,
+                    "extra": {"backoff_seconds": 0.05, "max_retries": 2},
+                }
+            ),
+        )
+        yield sandbox
+
+
+@pytest.fixture
+def sandbox(started):
+    started.reset(faults=True, config=True)
+    return started
+
+
+def run(trigger: ReportStatusTrigger) -> list[dict]:
+    async def collect():
+        return [event.payload async for event in trigger.run()]
+
+    return asyncio.run(collect())
+
+
+def submit(report: str = "videoview") -> str:
+    return Echo360Hook("echo360_trig").submit_request(report, WINDOW).request_id
+
+
+def trigger_for(request_id: str, **kwargs) -> ReportStatusTrigger:
+    return ReportStatusTrigger(
+        request_id, "echo360_trig", poll_interval=kwargs.pop("poll_interval", 0.2), **kwargs
+    )
+
+
+def test_available_yields_one_event(sandbox):
+    request_id = submit()
+    assert run(trigger_for(request_id)) == [
+        {"status": "Available", "request_id": request_id, "message": f"request {request_id} is Available"}
+    ]
+
+
+@pytest.mark.parametrize("status", ["Failed", "Missing", "Expired"])
+def test_terminal_statuses_end_the_wait(sandbox, status):
+    sandbox.set_config(processing_seconds=60)
+    request_id = submit()
+    sandbox.set_status(request_id, status)
+    (event,) = run(trigger_for(request_id))
+    assert (event["status"], event["request_id"]) == (status, request_id)
+
+
+def test_a_network_blip_in_the_middle_of_a_wait_is_survived(sandbox):
+    sandbox.set_config(processing_seconds=3)
+    request_id = submit()
+    sandbox.set_faults(fault_rate=1.0, faults=["drop", "5xx"], fault_targets=["api", "token"])
+    threading.Timer(1.5, lambda: sandbox.set_faults(fault_rate=0.0)).start()
+    (event,) = run(trigger_for(request_id, max_outage_seconds=60))
+    assert event["status"] == "Available"
+    assert sum(sandbox.stats()["faults"].values()) >= 3
+
+
+def test_a_sustained_outage_ends_with_an_error_event(sandbox):
+    sandbox.set_config(processing_seconds=60)
+    request_id = submit()
+    sandbox.set_faults(fault_rate=1.0, faults=["5xx"], fault_targets=["api"])
+    (event,) = run(trigger_for(request_id, max_outage_seconds=1))
+    assert event["status"] == "error" and "unreachable" in event["message"]
+
+
+def test_the_deadline_ends_with_a_timeout_event(sandbox):
+    sandbox.set_config(processing_seconds=60)
+    request_id = submit()
+    started = time.monotonic()
+    (event,) = run(trigger_for(request_id, deadline=time.time() + 1))
+    assert event["status"] == "timeout"
+    assert time.monotonic() - started < 10
+
+
+def test_an_unknown_request_ends_with_an_error_event(sandbox):
+    (event,) = run(trigger_for("00000000-0000-0000-0000-00000000dead"))
+    assert event["status"] == "error"

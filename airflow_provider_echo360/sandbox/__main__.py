@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults",
         type=_names(FAULT_KINDS),
         default=",".join(d.faults),  # argparse passes a string default through ``type``
-        help="comma-separated fault kinds drawn from (none: no faults)",
+        help=f"comma-separated fault kinds drawn from, out of {','.join(FAULT_KINDS)} (none: no faults)",
     )
     faults.add_argument(
         "--fault-targets",

@@ -5,7 +5,8 @@ Layers, outermost first:
 - :class:`SandboxApp` hands the server's transport to the layers below (a dropped connection
   and a truncated download need to close the socket themselves);
 - :class:`GateMiddleware` counts calls, injects faults *before* any handler runs (so a faulted
-  submission creates nothing) and enforces the rate limit;
+  submission creates nothing; the opt-in ``lost-response`` alone runs the handler and then drops
+  the connection) and enforces the rate limit;
 - the routes: OAuth2 token, the reporting API (bearer auth), signed downloads (S3-style), and
   ``/_sandbox`` control endpoints (no auth, no faults, not rate limited).
 """
@@ -40,7 +41,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_provider_echo360.exceptions import Echo360ValidationError
 from airflow_provider_echo360.reports import (
@@ -206,8 +207,8 @@ class GateMiddleware:
         fault = self.state.draw_fault(target)
         if fault == "slow":
             await asyncio.sleep(self.state.config.slow_seconds)
-        elif fault is not None:
-            if await self._inject(fault, target, scope, receive, send):
+        elif fault not in (None, "lost-response"):
+            if await self._inject(str(fault), target, scope, receive, send):
                 return
         if target != "download":
             retry_after = self.state.take_rate_slot(time.monotonic())
@@ -221,7 +222,19 @@ class GateMiddleware:
                 )
                 await error.response()(scope, receive, send)
                 return
+        if fault == "lost-response":
+            await self._lose_response(scope, receive)
+            return
         await self.app(scope, receive, send)
+
+    async def _lose_response(self, scope: Scope, receive: Receive) -> None:
+        """Run the handler (a submission is recorded), then drop the connection instead of answering."""
+
+        async def discard(_: Message) -> None:
+            pass
+
+        await self.app(scope, receive, discard)
+        await close_connection(scope, receive, abort=True)
 
     async def _inject(self, fault: str, target: str, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer with ``fault``; ``False`` when the call must go on (a truncation happens later)."""

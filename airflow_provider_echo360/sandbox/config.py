@@ -7,9 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: Every fault kind the sandbox can inject, by the name the CLI and the control endpoint use.
-FAULT_KINDS = ("5xx", "429", "drop", "slow", "truncate", "expired-url")
+FAULT_KINDS = ("5xx", "429", "drop", "slow", "truncate", "expired-url", "lost-response")
+#: The kinds drawn unless told otherwise: all that leave no trace on the server. ``lost-response``
+#: (the handler runs, then the connection drops: a submission the client never hears of) is opt-in.
+DEFAULT_FAULTS = FAULT_KINDS[:-1]
 #: Kinds that only make sense on a signed download.
 DOWNLOAD_ONLY_FAULTS = ("truncate", "expired-url")
+#: Kinds that only make sense on an API or token call.
+API_ONLY_FAULTS = ("lost-response",)
 #: The endpoint classes a fault may target.
 FAULT_TARGETS = ("token", "api", "download")
 STATUSES = ("Pending", "Available", "Expired", "Failed", "Missing")
@@ -41,7 +46,7 @@ class SandboxConfig:
     :param url_seconds: lifetime of a signed download URL.
     :param max_rows_per_asset: above this many rows a report is split into several assets.
     :param fault_rate: probability that an eligible call gets a fault.
-    :param faults: the fault kinds to draw from (see :data:`FAULT_KINDS`).
+    :param faults: the fault kinds to draw from (see :data:`FAULT_KINDS`; default :data:`DEFAULT_FAULTS`).
     :param fault_targets: endpoint classes faults may hit (see :data:`FAULT_TARGETS`).
     :param fault_budget: how many faults to inject at most (``None``: no limit).
     :param failed_rate: probability that a submission ends ``Failed``.
@@ -72,7 +77,7 @@ class SandboxConfig:
     url_seconds: float = 7 * DAY_SECONDS
     max_rows_per_asset: int = 1_000_000
     fault_rate: float = 0.0
-    faults: list[str] = field(default_factory=lambda: list(FAULT_KINDS))
+    faults: list[str] = field(default_factory=lambda: list(DEFAULT_FAULTS))
     fault_targets: list[str] = field(default_factory=lambda: list(FAULT_TARGETS))
     fault_budget: int | None = None
     failed_rate: float = 0.0

@@ -22,6 +22,7 @@ from typing import Any
 
 from airflow_provider_echo360.reports import CATALOG
 from airflow_provider_echo360.sandbox.config import (
+    API_ONLY_FAULTS,
     DOWNLOAD_ONLY_FAULTS,
     FAULT_KINDS,
     STATUSES,
@@ -302,7 +303,8 @@ class SandboxState:
             kinds = [
                 k
                 for k in FAULT_KINDS
-                if k in cfg.faults and (target == "download" or k not in DOWNLOAD_ONLY_FAULTS)
+                if k in cfg.faults
+                and k not in (API_ONLY_FAULTS if target == "download" else DOWNLOAD_ONLY_FAULTS)
             ]
             if not kinds or self._rng.random() >= cfg.fault_rate:
                 return None

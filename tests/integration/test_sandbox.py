@@ -506,6 +506,19 @@ def test_drop_fault_closes_the_connection_without_an_answer(api: Api, sb: Sandbo
     assert api.get("/reports").status_code == 200  # the server itself is fine
 
 
+def test_lost_response_fault_runs_the_handler_then_drops_the_connection(api: Api, sb: SandboxProcess) -> None:
+    assert "lost-response" not in sb.faults()["faults"]  # opt-in: it leaves a request behind
+    sb.set_faults(fault_rate=1.0, faults=["lost-response"])
+
+    with pytest.raises(requests.ConnectionError):
+        api.submit("videoview")
+
+    sb.set_faults(fault_rate=0.0)
+    [created] = api.get("/requests").json()["requests"]  # the submission went through unseen
+    assert created["parameters"] == WEEK
+    assert sb.stats()["submitted"] == 1 and sb.stats()["faults"] == {"lost-response": 1}
+
+
 def test_slow_fault_delays_the_answer(api: Api, sb: SandboxProcess) -> None:
     sb.set_faults(fault_rate=1.0, faults=["slow"], slow_seconds=0.5, fault_targets=["api"])
 

@@ -512,8 +512,10 @@ class Echo360Hook(BaseHook):
                 and request.is_pending
                 and (request.created is None or request.created >= since)
             ):
-                log.info("Adopting request %s: its submission went through before the answer was lost.",
-                         request.request_id)  # fmt: skip
+                log.info(
+                    "Adopting request %s: its submission went through before the answer was lost.",
+                    request.request_id,
+                )
                 return request
         return None
 

@@ -83,7 +83,7 @@ class TransferReportToS3Operator(BaseOperator):
         decompress: bool = False,
         encrypt: bool = False,
         sse_kms_key_id: str | None = None,
-        part_size: int = 16 * MIB,
+        part_size: int = 8 * MIB,
         upload_concurrency: int = 3,
         attempts: int = 4,
         **kwargs: Any,
@@ -264,8 +264,10 @@ def parts(chunks: Iterable[bytes], part_size: int) -> Iterator[bytes]:
     for chunk in chunks:
         buffer += chunk
         while len(buffer) >= part_size:
-            yield bytes(buffer[:part_size])
+            with memoryview(buffer) as view:  # one copy per part, not two
+                part = bytes(view[:part_size])
             del buffer[:part_size]
+            yield part
     if buffer:
         yield bytes(buffer)
 

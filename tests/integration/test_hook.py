@@ -203,8 +203,13 @@ def test_download_memory_does_not_grow_with_the_asset(monkeypatch):
         wait_available(hook, small.request_id), wait_available(hook, large.request_id)
 
         def measure(request_id: str) -> dict:
-            out = subprocess.run([sys.executable, "-c", DOWNLOAD_SCRIPT, request_id], capture_output=True,
-                                 text=True, check=True, timeout=600)  # fmt: skip
+            out = subprocess.run(
+                [sys.executable, "-c", DOWNLOAD_SCRIPT, request_id],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=600,
+            )
             return json.loads(out.stdout.strip().splitlines()[-1])
 
         small_run, large_run = measure(small.request_id), measure(large.request_id)

@@ -42,9 +42,16 @@ def started(s3):
         mp.setenv("AIRFLOW_CONN_AWS_IT", s3.airflow_connection())
         mp.setenv(
             "AIRFLOW_CONN_ECHO360_IT",
-            json.dumps({"conn_type": "echo360", "host": sandbox.base_url, "login": sandbox.client_id,
-                        "password": sandbox.client_secret, "extra": {"backoff_seconds": 0.05}}),
-        )  # fmt: skip
+            json.dumps(
+                {
+                    "conn_type": "echo360",
+                    "host": sandbox.base_url,
+                    "login": sandbox.client_id,
+                    "password": sandbox.client_secret,
+                    "extra": {"backoff_seconds": 0.05},
+                }
+            ),
+        )
         yield SimpleNamespace(sandbox=sandbox, s3=s3, client=s3.client(), hook=Echo360Hook("echo360_it"))
 
 
@@ -65,9 +72,15 @@ def ready_request(hook: Echo360Hook, report: str, params=None, **output) -> str:
 
 def transfer(request_id: str, key: str, **kwargs) -> list[str]:
     op = TransferReportToS3Operator(
-        task_id="transfer", request_id=request_id, s3_bucket=BUCKET, s3_key=key,
-        aws_conn_id="aws_it", echo360_conn_id="echo360_it", part_size=5 * 1024 * 1024, **kwargs,
-    )  # fmt: skip
+        task_id="transfer",
+        request_id=request_id,
+        s3_bucket=BUCKET,
+        s3_key=key,
+        aws_conn_id="aws_it",
+        echo360_conn_id="echo360_it",
+        part_size=5 * 1024 * 1024,
+        **kwargs,
+    )
     outlet_events = defaultdict(SimpleNamespace)
     written = op.execute({"outlet_events": outlet_events})
     assert all(event.extra["objects"] == written for event in outlet_events.values())
@@ -152,8 +165,9 @@ def test_server_side_encryption_passes_through(env):
 
 def test_cut_downloads_leave_no_object_and_no_open_upload(env):
     env.sandbox.set_config(rows_per_day=20_000)  # several parts, so an upload is open when the cut comes
-    request_id = ready_request(env.hook, "viewsessions", {"start": "2024-03-01", "end": "2024-03-08"},
-                               compression=False)  # fmt: skip
+    request_id = ready_request(
+        env.hook, "viewsessions", {"start": "2024-03-01", "end": "2024-03-08"}, compression=False
+    )
     env.sandbox.set_faults(fault_rate=1.0, faults=["truncate"], fault_targets=["download"])
     with pytest.raises(Echo360DownloadError, match="broke off|ended after"):
         transfer(request_id, "cut/report.csv", attempts=2)

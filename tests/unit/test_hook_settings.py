@@ -25,9 +25,13 @@ def settings_for(monkeypatch, **conn) -> ConnectionSettings:
 
 @pytest.mark.parametrize(
     ("region", "base"),
-    [(None, "https://echo360.org"), ("uk", "https://echo360.org.uk"), ("AU", "https://echo360.org.au"),
-     ("ca", "https://echo360.ca")],
-)  # fmt: skip
+    [
+        (None, "https://echo360.org"),
+        ("uk", "https://echo360.org.uk"),
+        ("AU", "https://echo360.org.au"),
+        ("ca", "https://echo360.ca"),
+    ],
+)
 def test_region_gives_base_url(monkeypatch, region, base):
     extra = {"region": region} if region else {}
     assert settings_for(monkeypatch, login="id", password="pw", extra=extra).base_url == base

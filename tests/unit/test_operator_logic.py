@@ -46,8 +46,11 @@ def test_window_defaults_to_the_data_interval_as_utc_dates():
 
 
 def test_empty_interval_takes_the_last_utc_day_before_the_run():
-    ctx = context(start="2024-03-05T10:00:00+00:00", end="2024-03-05T10:00:00+00:00",
-                  run_after="2024-03-05T10:00:00+00:00")  # fmt: skip
+    ctx = context(
+        start="2024-03-05T10:00:00+00:00",
+        end="2024-03-05T10:00:00+00:00",
+        run_after="2024-03-05T10:00:00+00:00",
+    )
     assert default_window(ctx) == (dt.date(2024, 3, 4), dt.date(2024, 3, 5))
 
 
@@ -87,9 +90,10 @@ def test_does_not_adopt_a_request_with_other_compression_or_window():
 
 def test_waits_without_a_worker_when_three_are_in_flight():
     op = operator(cap_wait=30)
-    op.hook.get_requests.return_value = [request("Pending", f"x{i}", params={"start": f"2024-01-0{i}",
-                                                                           "end": f"2024-01-0{i + 1}"})
-                                         for i in range(1, 4)]  # fmt: skip
+    op.hook.get_requests.return_value = [
+        request("Pending", f"x{i}", params={"start": f"2024-01-0{i}", "end": f"2024-01-0{i + 1}"})
+        for i in range(1, 4)
+    ]
     with pytest.raises(AirflowRescheduleException) as wait:
         op.execute(context())
     assert wait.value.reschedule_date > pendulum.now("UTC") + dt.timedelta(seconds=25)
@@ -123,11 +127,14 @@ def test_data_lag_zero_submits_at_once():
     ("kwargs", "error", "field"),
     [
         ({"start": "2024-03-01", "end": "2024-03-10"}, RangeTooLongError, "end"),
-        ({"report_name": "asset", "start": "2024-03-01", "end": "2024-03-02"}, UnexpectedParameterError,
-         "parameters"),
+        (
+            {"report_name": "asset", "start": "2024-03-01", "end": "2024-03-02"},
+            UnexpectedParameterError,
+            "parameters",
+        ),
         ({"delimiter": ";"}, AirflowFailException, "delimiter"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_fails_before_any_call(kwargs, error, field):
     op = operator(**kwargs)
     with pytest.raises(error) as err:

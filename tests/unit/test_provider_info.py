@@ -33,8 +33,12 @@ def test_entry_point_is_registered():
 
 def test_every_listed_module_imports_and_every_module_is_listed():
     info = get_provider_info()
-    listed = {m for section in ("hooks", "operators", "sensors", "triggers") for e in info.get(section, [])
-              for m in e["python-modules"]}  # fmt: skip
+    listed = {
+        m
+        for section in ("hooks", "operators", "sensors", "triggers")
+        for e in info.get(section, [])
+        for m in e["python-modules"]
+    }
     listed |= {t["python-module"] for t in info.get("transfers", [])}
     for module in listed:
         importlib.import_module(module)
@@ -55,8 +59,12 @@ def test_airflow_providers_list_shows_the_package(tmp_path):
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     airflow_cli = pathlib.Path(sys.executable).parent / "airflow"
     out = subprocess.run(
-        [str(airflow_cli), "providers", "list", "--output", "json"], env=env, capture_output=True, text=True,
-        check=True, timeout=300,
-    )  # fmt: skip
+        [str(airflow_cli), "providers", "list", "--output", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
     providers = {p["package_name"]: p for p in json.loads(out.stdout)}
     assert providers["airflow-provider-echo360"]["version"] == airflow_provider_echo360.__version__

@@ -25,9 +25,20 @@ from airflow_provider_echo360.reports import (
 )
 
 SEED_IDENTIFIERS = {
-    "asset", "assetbydate", "presentation", "videoview", "liveviews", "viewsessions",
-    "viewsessiondetails", "confused", "polling", "pollingv2", "qanda", "qanda2", "notes",
-}  # fmt: skip
+    "asset",
+    "assetbydate",
+    "presentation",
+    "videoview",
+    "liveviews",
+    "viewsessions",
+    "viewsessiondetails",
+    "confused",
+    "polling",
+    "pollingv2",
+    "qanda",
+    "qanda2",
+    "notes",
+}
 
 
 def test_catalog_has_the_13_seed_reports_with_parameters_and_columns():
@@ -144,10 +155,15 @@ def test_unknown_name_is_not_an_error_by_itself():
 
 def test_live_listing_is_the_authority_for_names():
     listing = [
-        {"name": "qandav2", "parameters": [{"name": "start", "datatype": "date", "required": True},
-                                           {"name": "end", "datatype": "date", "required": True}]},
+        {
+            "name": "qandav2",
+            "parameters": [
+                {"name": "start", "datatype": "date", "required": True},
+                {"name": "end", "datatype": "date", "required": True},
+            ],
+        },
         {"name": "asset", "parameters": []},
-    ]  # fmt: skip
+    ]
     definition = resolve_definition("qandav2", listing)
     assert definition == ReportDefinition("qandav2", parameters=("start", "end"))
     assert resolve_definition("asset", listing) is CATALOG["asset"]

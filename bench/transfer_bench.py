@@ -1,0 +1,167 @@
+"""Benchmark: one large Echo360 report from the sandbox into a moto S3 server, three ways.
+
+1. ``operator``: TransferReportToS3Operator (streaming, pipelined multipart upload);
+2. ``naive``: ``requests.get(url).content`` then ``S3Hook.load_bytes``, as Airflow's HttpToS3Operator does;
+3. the floor: ``download`` alone (streamed to /dev/null) and ``upload`` alone (boto3 ``upload_file`` of the
+   same bytes from a local file).
+
+Each way runs in a fresh Python process so that its peak RSS (VmHWM) is its own. Run:
+
+    uv run python bench/transfer_bench.py --rows-per-day 300000 --days 7
+
+and paste the table into bench/RESULTS.md. Not a test: no assertion, figures only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from airflow_provider_echo360.hooks.echo360 import Echo360Hook
+from airflow_provider_echo360.sandbox.process import SandboxProcess
+from devtools.moto_server import MotoServer
+
+BUCKET = "bench"
+MIB = 1024 * 1024
+
+# Each way's code, run with `python -c` in a fresh process; prints {"bytes": n} on its last line.
+WAYS = {
+    "operator": """
+from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
+from collections import defaultdict
+from types import SimpleNamespace
+op = TransferReportToS3Operator(
+    task_id="t", request_id=ARGS["request_id"], s3_bucket="bench", s3_key="operator/report.csv",
+    aws_conn_id="aws_bench", echo360_conn_id="echo360_bench",
+)
+op.execute({"outlet_events": defaultdict(SimpleNamespace)})
+RESULT = op.s3.head_object("operator/report.csv", "bench")["ContentLength"]
+""",
+    "naive": """
+import requests
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+body = requests.get(ARGS["url"], timeout=600).content
+S3Hook(aws_conn_id="aws_bench").load_bytes(body, key="naive/report.csv", bucket_name="bench", replace=True)
+RESULT = len(body)
+""",
+    "download": """
+import requests
+total = 0
+with requests.get(ARGS["url"], stream=True, timeout=600) as response:
+    for chunk in response.iter_content(8 * 1024 * 1024):
+        total += len(chunk)
+RESULT = total
+""",
+    "upload": """
+import os
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+S3Hook(aws_conn_id="aws_bench").get_conn().upload_file(ARGS["path"], "bench", "upload/report.csv")
+RESULT = os.path.getsize(ARGS["path"])
+""",
+}
+
+HARNESS = """
+import json, sys, time
+# Imports first, untimed: every way pays the same start-up, which is not what is measured.
+import requests
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
+ARGS = json.loads(sys.argv[1])
+started = time.perf_counter()
+exec(compile(sys.argv[2], "way", "exec"))
+elapsed = time.perf_counter() - started
+status = open("/proc/self/status").read()
+peak = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1]) * 1024
+print(json.dumps({"bytes": RESULT, "seconds": elapsed, "peak_rss": peak}))
+"""
+
+
+def run_way(name: str, args: dict) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", HARNESS, json.dumps(args), WAYS[name]],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    if out.returncode:
+        raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["mib_per_s"] = result["bytes"] / MIB / result["seconds"]
+    return {"way": name, **result}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows-per-day", type=int, default=300_000)
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--report", default="viewsessions")
+    options = parser.parse_args()
+
+    with (
+        SandboxProcess(
+            processing_seconds=0, rows_per_day=options.rows_per_day, rate_limit=0, max_rows_per_asset=10**9
+        ) as sandbox,
+        MotoServer() as s3,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
+        s3.client().create_bucket(Bucket=BUCKET)
+        os.environ["AIRFLOW_CONN_AWS_BENCH"] = s3.airflow_connection()
+        os.environ["AIRFLOW_CONN_ECHO360_BENCH"] = json.dumps(
+            {
+                "conn_type": "echo360",
+                "host": sandbox.base_url,
+                "login": sandbox.client_id,
+                "password": sandbox.client_secret,
+            }
+        )
+        hook = Echo360Hook("echo360_bench")
+        end = f"2024-01-{1 + options.days:02d}"
+        request = hook.submit_request(options.report, {"start": "2024-01-01", "end": end}, compression=False)
+        while hook.get_request(request.request_id).is_pending:
+            time.sleep(0.5)
+        (url,) = hook.get_request(request.request_id).signed_assets
+        # Warm-up, untimed: the sandbox generates the asset once, and the local copy feeds "upload".
+        local = Path(scratch) / "report.csv"
+        generated = time.perf_counter()
+        with requests.get(url, stream=True, timeout=3600) as response, local.open("wb") as sink:
+            for chunk in response.iter_content(8 * MIB):
+                sink.write(chunk)
+        generated = time.perf_counter() - generated
+        size = local.stat().st_size
+        print(
+            f"asset: {size / MIB:.0f} MiB uncompressed ({options.report}, {options.days} days x "
+            f"{options.rows_per_day} rows); first download (generation) {generated:.1f}s",
+            flush=True,
+        )
+        args = {"request_id": request.request_id, "url": url, "path": str(local)}
+        results = []
+        for name in ("download", "upload", "operator", "naive"):
+            results.append(run_way(name, args))
+            print(json.dumps(results[-1]), flush=True)
+            for obj in s3.client().list_objects_v2(Bucket=BUCKET).get("Contents", []):
+                s3.client().delete_object(Bucket=BUCKET, Key=obj["Key"])
+    by_way = {r["way"]: r for r in results}
+    floor = min(by_way["download"]["mib_per_s"], by_way["upload"]["mib_per_s"])
+    print("\n| way | wall time (s) | throughput (MiB/s) | peak RSS (MiB) |\n|---|---|---|---|")
+    for r in results:
+        print(f"| {r['way']} | {r['seconds']:.1f} | {r['mib_per_s']:.1f} | {r['peak_rss'] / MIB:.0f} |")
+    operator, naive = by_way["operator"], by_way["naive"]
+    print(f"\noperator throughput / floor = {operator['mib_per_s'] / floor:.2f} (target >= 0.80)")
+    print(
+        f"operator peak RSS / naive = {operator['peak_rss'] / naive['peak_rss']:.2f} (target <= 0.25), "
+        f"{operator['peak_rss'] / MIB:.0f} MiB (target < 300)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -6,12 +6,18 @@ The sandbox fixtures start the Echo360 sandbox as a real process on loopback
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pytest
+# Before anything imports Airflow: a throwaway AIRFLOW_HOME, never the user's ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="echo360-tests-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from airflow_provider_echo360.sandbox.process import SandboxProcess
+import pytest  # noqa: E402
+
+from airflow_provider_echo360.sandbox.process import SandboxProcess  # noqa: E402
 
 
 @pytest.fixture(scope="session")

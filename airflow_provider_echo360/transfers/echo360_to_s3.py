@@ -83,8 +83,8 @@ class TransferReportToS3Operator(BaseOperator):
         decompress: bool = False,
         encrypt: bool = False,
         sse_kms_key_id: str | None = None,
-        part_size: int = 8 * MIB,
-        upload_concurrency: int = 3,
+        part_size: int = 16 * MIB,
+        upload_concurrency: int = 4,
         attempts: int = 4,
         **kwargs: Any,
     ) -> None:

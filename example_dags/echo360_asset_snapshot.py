@@ -13,6 +13,9 @@ from airflow_provider_echo360.operators.reports import SubmitReportOperator
 from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
 
 POOL = Variable.get("echo360_pool", default="echo360_reports")
+POLL_SECONDS = float(
+    Variable.get("echo360_poll_seconds", default=60)
+)  # how often a pending request is looked at
 BUCKET = Variable.get("echo360_s3_bucket", default="echo360-reports")
 
 with DAG(
@@ -29,6 +32,7 @@ with DAG(
         report_name="asset",
         pool=POOL,
         deferrable=True,
+        poll_interval=POLL_SECONDS,
         echo360_conn_id="{{ var.value.get('echo360_conn_id', 'echo360_default') }}",
     )
     TransferReportToS3Operator(

@@ -8,7 +8,7 @@ flight, and a window whose data is not yet complete (48 h) waits without holding
 
 Settings (Airflow Variables, each with a working default):
 ``echo360_reports`` (JSON list of report names), ``echo360_pool``, ``echo360_s3_bucket``,
-``echo360_conn_id``, ``echo360_aws_conn_id``.
+``echo360_poll_seconds``, ``echo360_conn_id``, ``echo360_aws_conn_id``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3O
 DEFAULT_REPORTS = ["videoview", "viewsessions", "pollingv2"]
 REPORTS = Variable.get("echo360_reports", default=DEFAULT_REPORTS, deserialize_json=True)
 POOL = Variable.get("echo360_pool", default="echo360_reports")
+POLL_SECONDS = float(
+    Variable.get("echo360_poll_seconds", default=60)
+)  # how often a pending request is looked at
 BUCKET = Variable.get("echo360_s3_bucket", default="echo360-reports")  # known at parse: the S3 assets name it
 
 with DAG(
@@ -40,6 +43,7 @@ with DAG(
             report_name=report,
             pool=POOL,
             deferrable=True,
+            poll_interval=POLL_SECONDS,
             echo360_conn_id="{{ var.value.get('echo360_conn_id', 'echo360_default') }}",
         )
         TransferReportToS3Operator(

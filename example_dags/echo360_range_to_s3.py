@@ -15,6 +15,9 @@ from airflow_provider_echo360.reports import format_date, split_windows
 from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
 
 POOL = Variable.get("echo360_pool", default="echo360_reports")
+POLL_SECONDS = float(
+    Variable.get("echo360_poll_seconds", default=60)
+)  # how often a pending request is looked at
 BUCKET = Variable.get("echo360_s3_bucket", default="echo360-reports")
 
 with DAG(
@@ -49,6 +52,7 @@ with DAG(
         task_id="submit",
         pool=POOL,
         deferrable=True,
+        poll_interval=POLL_SECONDS,
         echo360_conn_id="{{ var.value.get('echo360_conn_id', 'echo360_default') }}",
     ).expand_kwargs(plan_windows())
     TransferReportToS3Operator.partial(

@@ -16,6 +16,9 @@ from airflow_provider_echo360.sensors.reports import ReportStatusSensor
 from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
 
 POOL = Variable.get("echo360_pool", default="echo360_reports")
+POLL_SECONDS = float(
+    Variable.get("echo360_poll_seconds", default=60)
+)  # how often a pending request is looked at
 BUCKET = Variable.get("echo360_s3_bucket", default="echo360-reports")
 
 with DAG(
@@ -37,7 +40,7 @@ with DAG(
     ready = ReportStatusSensor(
         task_id="wait_for_videoview",
         request_id=submit.output,
-        poke_interval=60,
+        poke_interval=POLL_SECONDS,
         timeout=12 * 3600,
         echo360_conn_id="{{ var.value.get('echo360_conn_id', 'echo360_default') }}",
     )

@@ -16,6 +16,9 @@ from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3O
 DEFAULT_REPORTS = ["videoview", "viewsessions", "pollingv2"]
 REPORTS = Variable.get("echo360_reports", default=DEFAULT_REPORTS, deserialize_json=True)
 POOL = Variable.get("echo360_pool", default="echo360_reports")
+POLL_SECONDS = float(
+    Variable.get("echo360_poll_seconds", default=60)
+)  # how often a pending request is looked at
 BUCKET = Variable.get("echo360_s3_bucket", default="echo360-reports")
 
 with DAG(
@@ -34,6 +37,7 @@ with DAG(
             report_name=report,
             pool=POOL,
             deferrable=True,
+            poll_interval=POLL_SECONDS,
             echo360_conn_id="{{ var.value.get('echo360_conn_id', 'echo360_default') }}",
         )
         TransferReportToS3Operator(

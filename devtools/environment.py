@@ -1,0 +1,182 @@
+"""The whole provider, run as users run it: the Echo360 sandbox, a moto S3 server and a real Airflow.
+
+Used by the demo (``scripts/demo``), the end-to-end tests and the benchmarks, so that all of them
+exercise one setup: the example DAGs, an ``echo360_default`` connection to the sandbox, an
+``aws_default`` connection to the S3 server, the bucket, and the pool ``echo360_reports`` (3 slots,
+counting deferred tasks).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_echo360.sandbox.process import SandboxProcess
+from devtools.airflow_stack import AirflowStack
+from devtools.moto_server import MotoServer
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_DAGS = REPO / "example_dags"
+DAILY_DAG = "echo360_daily_to_s3"
+POOL = "echo360_reports"
+BUCKET = "echo360-reports"
+DEFAULT_REPORTS = ("videoview", "viewsessions", "pollingv2")
+
+
+@dataclass(frozen=True)
+class LandedObject:
+    """One object the transfer wrote, parsed from its key ``echo360/<report>/dt=<start>/<file>``."""
+
+    key: str
+    report: str
+    start: str
+    size: int
+    rows: int
+    body: bytes
+
+    @property
+    def request_id(self) -> str:
+        return self.key.rsplit("/", 1)[1].split(".", 1)[0].split("_", 1)[0]
+
+    @property
+    def file_name(self) -> str:
+        return self.key.rsplit("/", 1)[1]
+
+
+def count_rows(body: bytes, file_name: str) -> int:
+    """Data rows of a CSV/TSV/PSV asset (the header excluded)."""
+    text = (gzip.decompress(body) if file_name.endswith(".gz") else body).decode("utf-8")
+    return max(0, sum(1 for _ in csv.reader(io.StringIO(text))) - 1)
+
+
+class Echo360Environment:
+    """Sandbox + S3 server + Airflow, wired together; a context manager that stops all three.
+
+    :param database: Airflow's metadata database, ``"sqlite"`` or ``"postgres"``.
+    :param reports: the reports the daily DAG requests (its ``echo360_reports`` Variable).
+    :param poll_seconds: how often the example DAGs look at a pending request.
+    :param sandbox_options: options for the sandbox (``processing_seconds``, ``fault_rate``, ...).
+    :param stack_options: options for :class:`AirflowStack` (``api_port``, ``executor``, ...).
+    :param home: where Airflow's home and DAGs go (default: a temporary directory, removed at stop).
+    """
+
+    def __init__(
+        self,
+        *,
+        database: str = "postgres",
+        reports: Sequence[str] = DEFAULT_REPORTS,
+        poll_seconds: float = 2,
+        sandbox_options: dict[str, Any] | None = None,
+        stack_options: dict[str, Any] | None = None,
+        home: Path | None = None,
+    ) -> None:
+        self.database = database
+        self.reports = list(reports)
+        self.poll_seconds = poll_seconds
+        self.sandbox_options = {"processing_seconds": 5, "rows_per_day": 200, "rate_limit": 120}
+        self.sandbox_options.update(sandbox_options or {})
+        self.stack_options = stack_options or {}
+        self._own_home = home is None
+        self.home = home or Path(tempfile.mkdtemp(prefix="echo360-airflow-"))
+        self._exit = ExitStack()
+        self.sandbox: SandboxProcess
+        self.s3: MotoServer
+        self.stack: AirflowStack
+
+    def __enter__(self) -> Echo360Environment:
+        try:
+            self.sandbox = self._exit.enter_context(SandboxProcess(**self.sandbox_options))
+            self.s3 = self._exit.enter_context(MotoServer())
+            self.s3.client().create_bucket(Bucket=BUCKET)
+            self.stack = AirflowStack(
+                self.home / "home",
+                EXAMPLE_DAGS,
+                database=self.database,
+                env=self.airflow_env(),
+                **self.stack_options,
+            )
+            self._exit.enter_context(self.stack)
+            self.stack.create_pool(POOL, 3, include_deferred=True, description="Echo360 reports in flight")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._exit.close()
+        if self._own_home:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def airflow_env(self) -> dict[str, str]:
+        """Connections and Variables, as Airflow reads them from the environment."""
+        echo360 = {
+            "conn_type": "echo360",
+            "host": self.sandbox.base_url,
+            "login": self.sandbox.client_id,
+            "password": self.sandbox.client_secret,
+            "extra": {"backoff_seconds": 0.5},
+        }
+        return {
+            "AIRFLOW_CONN_ECHO360_DEFAULT": json.dumps(echo360),
+            "AIRFLOW_CONN_AWS_DEFAULT": self.s3.airflow_connection(),
+            "AIRFLOW_VAR_ECHO360_REPORTS": json.dumps(self.reports),
+            "AIRFLOW_VAR_ECHO360_S3_BUCKET": BUCKET,
+            "AIRFLOW_VAR_ECHO360_POLL_SECONDS": str(self.poll_seconds),
+        }
+
+    def backfill_daily(self, days: int, *, last_day: dt.date | None = None, max_active_runs: int = 16) -> int:
+        """Backfill the daily DAG over ``days`` days ending with ``last_day``; return the backfill id.
+
+        By default the last day is the latest whose data is complete (48 h after it ended).
+        """
+        last_day = last_day or dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=3)
+        first_day = last_day - dt.timedelta(days=days - 1)
+        self.stack.wait_for_dag(DAILY_DAG, timeout=180)
+        self.stack.unpause(DAILY_DAG)
+        return self.stack.create_backfill(
+            DAILY_DAG, f"{first_day}T00:00:00Z", f"{last_day}T00:00:00Z", max_active_runs=max_active_runs
+        )
+
+    def wait_for_backfill(self, days: int, timeout: float = 600) -> list[dict[str, Any]]:
+        """The backfill's runs, once ``days`` of them are over (success or failed)."""
+        return self.stack.wait_for_runs(DAILY_DAG, days, timeout=timeout, run_type="backfill")
+
+    def landed(self, prefix: str = "echo360/") -> Iterator[LandedObject]:
+        """Every object under ``prefix`` in the bucket, in key order."""
+        client = self.s3.client()
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                body = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+                _, report, folder, file_name = key.split("/", 3)
+                yield LandedObject(
+                    key=key,
+                    report=report,
+                    start=folder.removeprefix("dt="),
+                    size=len(body),
+                    rows=count_rows(body, file_name),
+                    body=body,
+                )
+
+    def served_bytes(self, landed: LandedObject) -> bytes:
+        """What the sandbox served for the asset behind ``landed``."""
+        return self.sandbox.asset_bytes(landed.request_id, landed.file_name)
+
+    def open_multipart_uploads(self) -> list[dict[str, Any]]:
+        uploads: list[dict[str, Any]] = (
+            self.s3.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+        )
+        return uploads

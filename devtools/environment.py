@@ -146,8 +146,10 @@ class Echo360Environment:
         first_day = last_day - dt.timedelta(days=days - 1)
         self.stack.wait_for_dag(DAILY_DAG, timeout=180)
         self.stack.unpause(DAILY_DAG)
+        # A backfill's dates are those of the runs, which happen at the end of their data interval.
+        first_run, last_run = first_day + dt.timedelta(days=1), last_day + dt.timedelta(days=1)
         return self.stack.create_backfill(
-            DAILY_DAG, f"{first_day}T00:00:00Z", f"{last_day}T00:00:00Z", max_active_runs=max_active_runs
+            DAILY_DAG, f"{first_run}T00:00:00Z", f"{last_run}T00:00:00Z", max_active_runs=max_active_runs
         )
 
     def wait_for_backfill(self, days: int, timeout: float = 600) -> list[dict[str, Any]]:

@@ -333,7 +333,7 @@ def to_utc_date(value: DateLike, field: str) -> dt.date:
                     reason="a naive datetime that is not midnight is ambiguous",
                 )
         else:
-            value = value.astimezone(dt.timezone.utc)
+            value = value.astimezone(dt.UTC)
     if isinstance(value, dt.date):  # a plain date, whatever subclass (pendulum's) came in
         return dt.date(value.year, value.month, value.day)
     raise InvalidDateError(field, value, "a YYYY-MM-DD string, a date or a datetime (UTC)")
@@ -407,7 +407,7 @@ def validate_parameters(
         start, end = validate_window(given["start"], given["end"])
         lookback = definition.lookback_days if definition else None
         if lookback is not None:
-            _check_lookback(report_name, start, today or dt.datetime.now(dt.timezone.utc).date())
+            _check_lookback(report_name, start, today or dt.datetime.now(dt.UTC).date())
         normalized.update(start=format_date(start), end=format_date(end))
     return normalized
 

@@ -142,7 +142,7 @@ class Echo360Environment:
 
         By default the last day is the latest whose data is complete (48 h after it ended).
         """
-        last_day = last_day or dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=3)
+        last_day = last_day or dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)
         first_day = last_day - dt.timedelta(days=days - 1)
         self.stack.wait_for_dag(DAILY_DAG, timeout=180)
         self.stack.unpause(DAILY_DAG)

@@ -165,7 +165,7 @@ def _parse_timestamp(value: Any) -> dt.datetime | None:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def redact_url(url: str) -> str:
@@ -482,7 +482,7 @@ class Echo360Hook(BaseHook):
         params = validate_parameters(report_name, parameters)
         compression, delimiter = validate_output(compression, delimiter)
         body = {"parameters": params, "output": {"compression": compression, "delimiter": delimiter}}
-        since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
         lost_answer = False
 
         def attempt() -> ReportRequest:
@@ -829,7 +829,7 @@ def reusable_request(
     ``Pending`` requests qualify, and ``Available`` ones younger than ``max_age`` whose assets match
     ``compression``. The listing does not show the delimiter, so it cannot be compared.
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
 
     def fits(request: ReportRequest) -> bool:
         if request.report_name != report_name or dict(request.parameters) != dict(parameters):
@@ -840,7 +840,7 @@ def reusable_request(
         gzipped = all(name.endswith(".gz") == compression for name in request.assets)
         return request.status == AVAILABLE and recent and gzipped
 
-    epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
     return max(filter(fits, requests_now), key=lambda r: r.created or epoch, default=None)
 
 

@@ -169,9 +169,9 @@ class SubmitReportOperator(BaseOperator):
     def _wait_for_complete_data(self, parameters: Mapping[str, str]) -> None:
         if "end" not in parameters or not self.data_lag:
             return
-        end = dt.datetime.combine(dt.date.fromisoformat(parameters["end"]), dt.time(0), dt.timezone.utc)
+        end = dt.datetime.combine(dt.date.fromisoformat(parameters["end"]), dt.time(0), dt.UTC)
         complete_at = end + self.data_lag
-        if complete_at > dt.datetime.now(dt.timezone.utc):
+        if complete_at > dt.datetime.now(dt.UTC):
             self.log.info(
                 "Data for the window ending %s is complete at %s: waiting until then.", end, complete_at
             )
@@ -194,7 +194,7 @@ class SubmitReportOperator(BaseOperator):
     def _wait_for_slot(self, reason: str) -> None:
         self.log.info("%s; trying again in %.0fs without holding a worker slot.", reason, self.cap_wait)
         raise AirflowRescheduleException(
-            reschedule_date=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=self.cap_wait)
+            reschedule_date=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.cap_wait)
         )
 
     # -- waiting -------------------------------------------------------------------------------
@@ -259,6 +259,6 @@ def default_window(context: Context | Mapping[str, Any]) -> tuple[dt.date, dt.da
         if start_date < end_date:
             return start_date, end_date
     dag_run = context.get("dag_run")
-    run_after = getattr(dag_run, "run_after", None) or end or dt.datetime.now(dt.timezone.utc)
+    run_after = getattr(dag_run, "run_after", None) or end or dt.datetime.now(dt.UTC)
     last_day_end = to_utc_date(run_after, "run_after")
     return last_day_end - dt.timedelta(days=1), last_day_end

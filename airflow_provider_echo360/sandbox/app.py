@@ -698,7 +698,7 @@ def _parse_submission(report_name: str, body: bytes) -> tuple[dict[str, str], bo
         value = parameters.get(name)
         if value is not None and not (isinstance(value, str) and _DATE.match(value)):
             raise InvalidDateError(name, value, "a YYYY-MM-DD date (UTC)")
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     normalized = validate_parameters(report_name, parameters, today=today)
     delimiter = output.get("delimiter", ",")
     if delimiter not in DELIMITERS:  # the real characters only, not the provider's aliases

@@ -49,7 +49,7 @@ def submission_key(report_name: str, parameters: Mapping[str, Any]) -> str:
 
 def iso_z(timestamp: float) -> str:
     """A Unix time as the API writes it: ``2020-04-01T20:36:12.000Z``."""
-    moment = dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
+    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 

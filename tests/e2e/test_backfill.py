@@ -19,7 +19,7 @@ DAYS = 14
 def backfilled():
     """A 14-day backfill of 3 reports, created through POST /api/v2/backfills, max_active_runs 16."""
     with Echo360Environment(database="postgres", sandbox_options={"processing_seconds": 5}) as env:
-        last_day = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=3)
+        last_day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)
         env.backfill_daily(DAYS, last_day=last_day, max_active_runs=16)
         runs = env.wait_for_backfill(DAYS, timeout=1200)
         yield env, runs, last_day

@@ -61,7 +61,7 @@ class Api:
 
 
 def recent_window(days: int = 7, ago: int = 3) -> dict[str, str]:
-    end = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=ago)
+    end = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=ago)
     return {"start": (end - dt.timedelta(days=days)).isoformat(), "end": end.isoformat()}
 
 
@@ -303,7 +303,7 @@ def test_invalid_submissions_get_400_naming_the_field(
 
 def test_assetbydate_reaches_back_one_year_from_the_server_date(api: Api, sb: SandboxProcess) -> None:
     sb.set_config(processing_seconds=0)
-    earliest = one_year_before(dt.datetime.now(dt.timezone.utc).date())
+    earliest = one_year_before(dt.datetime.now(dt.UTC).date())
 
     def window(start: dt.date) -> dict[str, str]:
         return {"start": start.isoformat(), "end": (start + dt.timedelta(days=7)).isoformat()}

@@ -55,7 +55,7 @@ class Reports:
 
 
 def recent_window(days: int = 7) -> dict[str, str]:
-    end = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=3)
+    end = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)
     return {"start": (end - dt.timedelta(days=days)).isoformat(), "end": end.isoformat()}
 
 

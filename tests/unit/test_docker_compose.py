@@ -1,0 +1,68 @@
+"""docker-compose.yaml cannot run here (no Docker engine): check what can be checked without one."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import tomllib
+
+import yaml
+
+from airflow_provider_echo360.hooks.echo360 import ConnectionSettings
+from devtools.environment import BUCKET, DEFAULT_REPORTS, POOL
+
+REPO = pathlib.Path(__file__).parents[2]
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+AIRFLOW_SERVICES = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"]
+
+
+def airflow_env(service: str) -> dict[str, str]:
+    return COMPOSE["services"][service]["environment"]
+
+
+def test_services_are_all_there():
+    services = COMPOSE["services"]
+    assert {"postgres", "s3", "sandbox", "airflow-init", *AIRFLOW_SERVICES} <= set(services)
+    assert services["airflow-worker"]["profiles"] == ["celery"] and services["redis"]["profiles"] == [
+        "celery"
+    ]
+    assert services["airflow-worker"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    for name in AIRFLOW_SERVICES:
+        assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+        assert services[name]["volumes"] == ["./example_dags:/opt/airflow/dags:ro"]
+
+
+def test_the_image_is_the_locked_airflow_version():
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    airflow = next(p["version"] for p in lock["package"] if p["name"] == "apache-airflow")
+    assert f"FROM apache/airflow:{airflow}-" in (REPO / "Dockerfile").read_text()
+
+
+def test_init_creates_the_pool_and_the_bucket_as_the_demo_does():
+    script = "\n".join(COMPOSE["services"]["airflow-init"]["command"])
+    assert "airflow db migrate" in script
+    assert re.search(rf"airflow pools set {POOL} 3 .* --include-deferred", script)
+    assert f"create_bucket(Bucket='{BUCKET}')" in script
+
+
+def test_every_connection_and_variable_the_dags_need_is_set():
+    for service in AIRFLOW_SERVICES:
+        env = airflow_env(service)
+        echo360 = json.loads(env["AIRFLOW_CONN_ECHO360_DEFAULT"])
+        conn = type("Conn", (), {**echo360, "schema": None, "port": None, "extra_dejson": {}})
+        assert (
+            ConnectionSettings.from_connection(conn).base_url == "http://127.0.0.1:8081"
+        )  # loopback: allowed
+        assert json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])["extra"]["endpoint_url"] == "http://s3:5000"
+        assert json.loads(env["AIRFLOW_VAR_ECHO360_REPORTS"]) == list(DEFAULT_REPORTS)
+        assert env["AIRFLOW_VAR_ECHO360_S3_BUCKET"] == BUCKET
+        assert env["AIRFLOW_VAR_ECHO360_POOL"] == POOL
+        assert COMPOSE["services"][service]["network_mode"] == "service:sandbox"
+
+
+def test_the_sandbox_listens_where_the_connection_points():
+    sandbox = COMPOSE["services"]["sandbox"]
+    assert sandbox["entrypoint"] == ["python", "-m", "airflow_provider_echo360.sandbox"]
+    assert sandbox["command"][:4] == ["--host", "0.0.0.0", "--port", "8081"]
+    assert "8080:8080" in sandbox["ports"]

@@ -410,6 +410,8 @@ class Sandbox:
         path = f"{ASSETS_PREFIX}/{request_id}/{filename}"
         expires = int(now + self.config.url_seconds)
         signature = sign(self.state.signing_key, path, expires)
+        with self.state.lock:
+            self.state.signatures.add(signature)
         base = (self.config.public_url or base_url).rstrip("/")
         return f"{base}{path}?Expires={expires}&Signature={signature}"
 
@@ -838,6 +840,11 @@ def _control_router(sandbox: Sandbox) -> APIRouter:
         options = await _json_object(request)
         state.reset(faults=bool(options.get("faults")), config=bool(options.get("config")))
         return {"reset": True}
+
+    @router.get("/secrets")
+    async def secrets_handed_out() -> dict[str, list[str]]:
+        """The client secret and every token and URL signature issued (a sandbox has nothing to hide)."""
+        return state.secrets()
 
     @router.post("/tokens/expire")
     async def expire_tokens() -> dict[str, int]:

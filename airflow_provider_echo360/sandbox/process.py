@@ -268,6 +268,10 @@ class SandboxProcess:
         """Forget requests and stats; ``faults``/``config`` also restore the starting settings."""
         self._control("POST", "/reset", {"faults": faults, "config": config})
 
+    def secrets(self) -> dict[str, list[str]]:
+        """The client secret and every access token, refresh token and URL signature issued."""
+        return dict(self._control("GET", "/secrets"))
+
     def expire_tokens(self) -> int:
         """Expire every access token issued so far; how many there were."""
         return int(self._control("POST", "/tokens/expire")["expired"])

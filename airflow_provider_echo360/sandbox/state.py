@@ -168,6 +168,8 @@ class SandboxState:
         self.requests: dict[str, ReportRequest] = {}
         self.tokens: dict[str, float] = {}  # access token -> expiry (Unix time)
         self.refresh_tokens: set[str] = set()
+        self.issued_refresh_tokens: list[str] = []  # spent ones too: tests look for them in logs
+        self.signatures: set[str] = set()  # of every download link handed out
         self.stats = Stats()
         self.signing_key = secrets.token_bytes(32)  # per server: a restart invalidates old links
         self._rng = random.Random(config.seed)
@@ -254,8 +256,19 @@ class SandboxState:
         with self.lock:
             self.tokens[access] = now + self.config.token_seconds
             self.refresh_tokens.add(refresh)
+            self.issued_refresh_tokens.append(refresh)
             self.stats.tokens_issued += 1
         return access, refresh
+
+    def secrets(self) -> dict[str, list[str]]:
+        """Every secret the sandbox knows or handed out, for tests that search logs and tables."""
+        with self.lock:
+            return {
+                "client_secrets": [self.config.client_secret],
+                "access_tokens": list(self.tokens),
+                "refresh_tokens": list(self.issued_refresh_tokens),
+                "signatures": sorted(self.signatures),
+            }
 
     def use_refresh_token(self, refresh: str) -> bool:
         """Spend a refresh token (they are single-use); whether it was valid."""

@@ -13,7 +13,6 @@ import pytest
 from airflow.sdk.log import redact
 
 from airflow_provider_echo360.hooks.echo360 import (
-    _SHARED,
     Echo360AuthError,
     Echo360Hook,
     Echo360InFlightLimitError,
@@ -234,10 +233,12 @@ def test_no_secret_reaches_the_logs(monkeypatch, caplog):
                 logging.getLogger("test").warning("download failed: %s", error)
             time.sleep(1)  # let tokens expire and renew
         asyncio.run(hook.aget_request(request.request_id))
-        tokens = [token.value for token in _SHARED.tokens.values()]
-        signatures = [url.split("Signature=", 1)[1] for url in ready.signed_assets]
-        secret = sandbox.client_secret
-    assert tokens and signatures
+        handed_out = sandbox.secrets()
+    tokens = handed_out["access_tokens"] + handed_out["refresh_tokens"]
+    signatures = handed_out["signatures"]
+    secret = handed_out["client_secrets"][0]
+    assert len(handed_out["access_tokens"]) >= 2 and signatures
+    assert ready.signed_assets[0].split("Signature=", 1)[1] in signatures
     info_and_above = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
     assert "Echo360 call failed" in info_and_above  # the faults were logged
     masked_debug = "\n".join(str(redact(r.getMessage())) for r in caplog.records)

@@ -44,7 +44,8 @@ class TransferReportToS3Operator(BaseOperator):
     parts whatever the asset's size, and download and upload overlap. The upload is completed
     only after the whole asset was read and checked (its length, and for gzip the stream read to
     its end with its CRC verified); otherwise it is aborted, so that no partial object and no open
-    multipart upload is left. A signed URL that expired is replaced by a fresh one from the API.
+    multipart upload is left; an upload that a killed attempt (``kill -9``: no cleanup ran) left open
+    is aborted by the next attempt. A signed URL that expired is replaced by a fresh one from the API.
 
     The S3 objects are declared as an Airflow asset (``s3://<bucket>/<static part of the key>``)
     when the bucket and the start of the key are not templated, so downstream DAGs can be
@@ -191,6 +192,10 @@ class TransferReportToS3Operator(BaseOperator):
         elif self.encrypt:
             extra = {"ServerSideEncryption": "AES256"}
         uploader = MultipartUpload(self.s3.get_conn(), self.s3_bucket, key, extra, self.upload_concurrency)
+        if orphans := uploader.abort_orphans():
+            self.log.warning(
+                "Aborted %d upload(s) to %s left open by an earlier, killed attempt.", orphans, key
+            )
         return uploader.run(parts(chunks, self.part_size))
 
 
@@ -215,6 +220,14 @@ class MultipartUpload:
         self.key = key
         self.extra_args = extra_args
         self.concurrency = concurrency
+
+    def abort_orphans(self) -> int:
+        """Abort uploads to this key left open by an attempt that was killed (no ``finally`` ran)."""
+        answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self.key)
+        orphans = [u for u in answer.get("Uploads", []) if u["Key"] == self.key]
+        for upload in orphans:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload["UploadId"])
+        return len(orphans)
 
     def run(self, parts: Iterator[bytes]) -> int:
         upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self.extra_args)[

@@ -93,8 +93,11 @@ class FakeS3:
     def complete_multipart_upload(self, MultipartUpload, **kw):  # noqa: N803
         self.calls.append(f"complete {[p['PartNumber'] for p in MultipartUpload['Parts']]}")
 
-    def abort_multipart_upload(self, **kw):
-        self.calls.append("abort")
+    def abort_multipart_upload(self, UploadId, **kw):  # noqa: N803
+        self.calls.append(f"abort {UploadId}")
+
+    def list_multipart_uploads(self, Prefix, **kw):  # noqa: N803
+        return {"Uploads": [{"Key": Prefix, "UploadId": "old"}, {"Key": Prefix + ".other", "UploadId": "x"}]}
 
 
 def test_multipart_completes_with_parts_in_order():
@@ -112,14 +115,14 @@ def test_multipart_aborts_when_the_source_breaks():
     client = FakeS3()
     with pytest.raises(Echo360DownloadError):
         MultipartUpload(client, "b", "k", {}, concurrency=2).run(broken())
-    assert client.calls == ["create", "abort"]
+    assert client.calls == ["create", "abort u1"]
 
 
 def test_multipart_aborts_when_a_part_upload_fails():
     client = FakeS3(fail_part=2)
     with pytest.raises(RuntimeError):
         MultipartUpload(client, "b", "k", {}, concurrency=2).run(iter([b"a", b"b", b"c", b"d"]))
-    assert client.calls == ["create", "abort"]
+    assert client.calls == ["create", "abort u1"]
 
 
 def test_placeholders_come_from_the_request():
@@ -130,3 +133,9 @@ def test_placeholders_come_from_the_request():
     assert fill_placeholders("echo360/{report}/dt={start}/{end}/{request_id}/{other}", request) == (
         "echo360/videoview/dt=2024-01-01/2024-01-08/r1/{other}"
     )
+
+
+def test_uploads_left_open_by_a_killed_attempt_are_aborted_for_this_key_only():
+    client = FakeS3()
+    assert MultipartUpload(client, "b", "k", {}, concurrency=1).abort_orphans() == 1
+    assert client.calls == ["abort old"]

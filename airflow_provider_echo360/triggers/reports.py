@@ -96,7 +96,12 @@ class ReportStatusTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = Echo360Hook(echo360_conn_id=self.echo360_conn_id)
         outage_since: float | None = None
+        delay = self.poll_interval
         while True:
+            # The first look comes one interval after deferral: the task has just looked, and an event
+            # fired within a second of deferral can race Airflow's bookkeeping (apache/airflow#71580).
+            await asyncio.sleep(delay)
+            delay = self.poll_interval
             if self.deadline is not None and time.time() >= self.deadline:
                 yield self._event(TIMEOUT, "stopped waiting at the deadline while it was still Pending")
                 return
@@ -105,14 +110,13 @@ class ReportStatusTrigger(BaseTrigger):
             except Echo360TransientError as error:
                 outage_since = outage_since or time.monotonic()
                 if time.monotonic() - outage_since > self.max_outage_seconds:
-                    yield self._event(
-                        ERROR, f"the API stayed unreachable for over {self.max_outage_seconds:.0f}s: {error}"
-                    )
+                    outage = f"{self.max_outage_seconds:.0f}s"
+                    yield self._event(ERROR, f"the API stayed unreachable for over {outage}: {error}")
                     return
                 self.log.warning(
                     "Echo360 unreachable while polling %s (%s); still waiting", self.request_id, error
                 )
-                await asyncio.sleep(min(self.poll_interval, 30.0) * random.uniform(0.5, 1.0))
+                delay = min(self.poll_interval, 30.0) * random.uniform(0.5, 1.0)
                 continue
             except Echo360Error as error:  # auth, unknown id: waiting longer cannot help
                 yield self._event(ERROR, str(error))
@@ -124,7 +128,6 @@ class ReportStatusTrigger(BaseTrigger):
             self.log.info(
                 "Echo360 request %s is Pending; next look in %ss", self.request_id, self.poll_interval
             )
-            await asyncio.sleep(self.poll_interval)
 
     def _event(self, status: str, message: str) -> TriggerEvent:
         return TriggerEvent({"status": status, "request_id": self.request_id, "message": message})

@@ -117,14 +117,7 @@ def main() -> None:
     ):
         s3.client().create_bucket(Bucket=BUCKET)
         os.environ["AIRFLOW_CONN_AWS_BENCH"] = s3.airflow_connection()
-        os.environ["AIRFLOW_CONN_ECHO360_BENCH"] = json.dumps(
-            {
-                "conn_type": "echo360",
-                "host": sandbox.base_url,
-                "login": sandbox.client_id,
-                "password": sandbox.client_secret,
-            }
-        )
+        os.environ["AIRFLOW_CONN_ECHO360_BENCH"] = sandbox.airflow_connection()
         hook = Echo360Hook("echo360_bench")
         end = f"2024-01-{1 + options.days:02d}"
         request = hook.submit_request(options.report, {"start": "2024-01-01", "end": end}, compression=False)

@@ -66,7 +66,9 @@ class Echo360Environment:
     :param reports: the reports the daily DAG requests (its ``echo360_reports`` Variable).
     :param poll_seconds: how often the example DAGs look at a pending request.
     :param sandbox_options: options for the sandbox (``processing_seconds``, ``fault_rate``, ...).
-    :param stack_options: options for :class:`AirflowStack` (``api_port``, ``executor``, ...).
+    :param stack_options: options for :class:`AirflowStack` (``api_port``, ``executor``,
+        ``schedulers``, ``triggerers``, ``celery_workers``, ...); its ``env`` adds to (and overrides)
+        the connections and Variables set here.
     :param home: where Airflow's home and DAGs go (default: a temporary directory, removed at stop).
     """
 
@@ -98,12 +100,10 @@ class Echo360Environment:
             self.sandbox = self._exit.enter_context(SandboxProcess(**self.sandbox_options))
             self.s3 = self._exit.enter_context(MotoServer())
             self.s3.client().create_bucket(Bucket=BUCKET)
+            options = dict(self.stack_options)
+            env = {**self.airflow_env(), **options.pop("env", {})}  # stack_options["env"] adds to ours
             self.stack = AirflowStack(
-                self.home / "home",
-                EXAMPLE_DAGS,
-                database=self.database,
-                env=self.airflow_env(),
-                **self.stack_options,
+                self.home / "home", EXAMPLE_DAGS, database=self.database, env=env, **options
             )
             self._exit.enter_context(self.stack)
             self.stack.create_pool(POOL, 3, include_deferred=True, description="Echo360 reports in flight")
@@ -122,15 +122,8 @@ class Echo360Environment:
 
     def airflow_env(self) -> dict[str, str]:
         """Connections and Variables, as Airflow reads them from the environment."""
-        echo360 = {
-            "conn_type": "echo360",
-            "host": self.sandbox.base_url,
-            "login": self.sandbox.client_id,
-            "password": self.sandbox.client_secret,
-            "extra": {"backoff_seconds": 0.5},
-        }
         return {
-            "AIRFLOW_CONN_ECHO360_DEFAULT": json.dumps(echo360),
+            "AIRFLOW_CONN_ECHO360_DEFAULT": self.sandbox.airflow_connection(extra={"backoff_seconds": 0.5}),
             "AIRFLOW_CONN_AWS_DEFAULT": self.s3.airflow_connection(),
             "AIRFLOW_VAR_ECHO360_REPORTS": json.dumps(self.reports),
             "AIRFLOW_VAR_ECHO360_S3_BUCKET": BUCKET,

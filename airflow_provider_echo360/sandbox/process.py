@@ -12,6 +12,7 @@ Every keyword option becomes the command-line flag of the same name (``processin
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import socket
 import subprocess
@@ -123,6 +124,20 @@ class SandboxProcess:
     @property
     def client_secret(self) -> str:
         return str(self.options.get("client_secret", "sandbox-secret"))
+
+    def airflow_connection(self, **fields: Any) -> str:
+        """An ``echo360`` connection to this sandbox, as the JSON an ``AIRFLOW_CONN_<ID>`` variable takes.
+
+        :param fields: connection fields to set or override (``password``, ``extra``, ...).
+        """
+        connection = {
+            "conn_type": "echo360",
+            "host": self.base_url,
+            "login": self.client_id,
+            "password": self.client_secret,
+            **fields,
+        }
+        return json.dumps(connection)
 
     @property
     def pid(self) -> int | None:

@@ -10,7 +10,6 @@ that one look-up and nothing else.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -139,14 +138,7 @@ def sandbox():
     with SandboxProcess(processing_seconds=1, rate_limit=0) as server, pytest.MonkeyPatch.context() as mp:
 
         def conn(conn_id: str, **fields: Any) -> None:
-            value = {
-                "conn_type": "echo360",
-                "host": server.base_url,
-                "login": server.client_id,
-                "password": server.client_secret,
-                **fields,
-            }
-            mp.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(value))
+            mp.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", server.airflow_connection(**fields))
 
         conn("echo360_bad_input")
         conn("echo360_no_secret", password="")

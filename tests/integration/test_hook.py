@@ -25,14 +25,9 @@ pytestmark = pytest.mark.integration
 
 
 def connect(monkeypatch, sandbox: SandboxProcess, conn_id: str = "echo360_it", **extra) -> Echo360Hook:
-    conn = {
-        "conn_type": "echo360",
-        "host": sandbox.base_url,
-        "login": sandbox.client_id,
-        "password": extra.pop("password", sandbox.client_secret),
-        "extra": {"backoff_seconds": 0.05, **extra},
-    }
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    password = extra.pop("password", sandbox.client_secret)
+    connection = sandbox.airflow_connection(password=password, extra={"backoff_seconds": 0.05, **extra})
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", connection)
     return Echo360Hook(conn_id)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
-import json
 import time
 from collections import defaultdict
 from types import SimpleNamespace
@@ -40,18 +39,7 @@ def started(s3):
         pytest.MonkeyPatch.context() as mp,
     ):
         mp.setenv("AIRFLOW_CONN_AWS_IT", s3.airflow_connection())
-        mp.setenv(
-            "AIRFLOW_CONN_ECHO360_IT",
-            json.dumps(
-                {
-                    "conn_type": "echo360",
-                    "host": sandbox.base_url,
-                    "login": sandbox.client_id,
-                    "password": sandbox.client_secret,
-                    "extra": {"backoff_seconds": 0.05},
-                }
-            ),
-        )
+        mp.setenv("AIRFLOW_CONN_ECHO360_IT", sandbox.airflow_connection(extra={"backoff_seconds": 0.05}))
         yield SimpleNamespace(sandbox=sandbox, s3=s3, client=s3.client(), hook=Echo360Hook("echo360_it"))
 
 

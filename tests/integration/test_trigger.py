@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 
@@ -20,18 +19,8 @@ WINDOW = {"start": "2024-01-01", "end": "2024-01-02"}
 @pytest.fixture(scope="module")
 def started():
     with SandboxProcess(processing_seconds=1, rate_limit=0) as sandbox, pytest.MonkeyPatch.context() as mp:
-        mp.setenv(
-            "AIRFLOW_CONN_ECHO360_TRIG",
-            json.dumps(
-                {
-                    "conn_type": "echo360",
-                    "host": sandbox.base_url,
-                    "login": sandbox.client_id,
-                    "password": sandbox.client_secret,
-                    "extra": {"backoff_seconds": 0.05, "max_retries": 2},
-                }
-            ),
-        )
+        extra = {"backoff_seconds": 0.05, "max_retries": 2}
+        mp.setenv("AIRFLOW_CONN_ECHO360_TRIG", sandbox.airflow_connection(extra=extra))
         yield sandbox
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 import time
 from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.configuration import conf
@@ -191,7 +191,7 @@ class SubmitReportOperator(BaseOperator):
         self.log.info("Submitted request %s for %s %s.", request.request_id, self.report_name, parameters)
         return request
 
-    def _wait_for_slot(self, reason: str) -> None:
+    def _wait_for_slot(self, reason: str) -> NoReturn:
         self.log.info("%s; trying again in %.0fs without holding a worker slot.", reason, self.cap_wait)
         raise AirflowRescheduleException(
             reschedule_date=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.cap_wait)

@@ -6,6 +6,14 @@ and their descendants, so nothing outlives the stack. The metadata database is e
 file in ``home`` or a fresh, uniquely named PostgreSQL database on the local server (dropped at
 ``stop()``).
 
+Distributed deployment (PostgreSQL only): ``schedulers=2, triggerers=2`` run several schedulers and
+triggerers (components ``scheduler``, ``scheduler-2``, ``triggerer``, ``triggerer-2``, ...), and
+``executor="CeleryExecutor", celery_workers=2`` runs Celery workers (``celery-worker``,
+``celery-worker-2``, ...) on the local Redis server, in a Redis database of their own (claimed, and
+flushed at start and at stop). Each scheduler/triggerer/dag-processor process is matched to its row
+in the ``job`` table (``job_id(name)``): a second instance of a kind is started only once the
+first one's job exists, so that the match is certain.
+
 Authentication: the SimpleAuthManager runs with ``[core] simple_auth_manager_all_admins = True``;
 in that mode the api-server installs ``SimpleAllAdminMiddleware``, which adds an admin JWT to every
 request, so REST calls need no token at all (``GET /auth/token`` would also hand one out).
@@ -33,7 +41,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +50,10 @@ from typing import Any
 import requests
 
 COMPONENTS: tuple[str, ...] = ("dag-processor", "scheduler", "triggerer", "api-server")
+# component kind -> its job_type in the `job` table
+_JOB_TYPES = {"scheduler": "SchedulerJob", "triggerer": "TriggererJob", "dag-processor": "DagProcessorJob"}
+_REDIS_CLAIM_KEY = "airflow-stack:claim:db{}"  # in Redis db 0: which stack uses broker db N
+_REDIS_CLAIM_TTL = 6 * 3600  # seconds; a crashed stack's claim lapses after this
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 _PG_ADMIN_DB = "postgres"
 # component -> (key in /monitor/health, its heartbeat field)
@@ -74,6 +86,20 @@ class _Component:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     started_at: datetime | None = None
+    log_offset: int = 0  # size of the log file when the latest instance started
+    job_id: int | None = None  # its row in the `job` table (PostgreSQL stacks)
+
+
+def component_kind(name: str) -> tuple[str, int]:
+    """``"triggerer-2"`` -> ``("triggerer", 2)``; ``"api-server"`` -> ``("api-server", 1)``."""
+    kind, _, index = name.rpartition("-")
+    if kind and index.isdigit():
+        return kind, int(index)
+    return name, 1
+
+
+def _instances(kind: str, count: int) -> list[str]:
+    return [kind if i == 1 else f"{kind}-{i}" for i in range(1, count + 1)]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -102,8 +128,9 @@ class AirflowStack:
     :param dags_folder: the DAGs folder (the default ``dags-folder`` bundle).
     :param database: ``"sqlite"`` (file ``home/airflow.db``) or ``"postgres"`` (a fresh database
         ``airflow_e2e_<random>`` on ``pg_host:pg_port`` as ``pg_user``, trust auth).
-    :param executor: ``"LocalExecutor"``; ``"CeleryExecutor"`` is designed for but needs
-        ``apache-airflow-providers-celery`` (not installed): it raises ``NotImplementedError``.
+    :param executor: ``"LocalExecutor"`` or ``"CeleryExecutor"`` (PostgreSQL only; needs
+        ``apache-airflow-providers-celery`` and a Redis server; its result backend is the
+        metadata database).
     :param env: extra environment for every component, applied last (so it can override any
         setting made here): ``AIRFLOW_CONN_*`` JSON connections, ``AWS_*``, ``AIRFLOW__X__Y``...
     :param api_port: api-server port (a free one by default).
@@ -111,7 +138,14 @@ class AirflowStack:
     :param keep: keep the PostgreSQL database (and print its name) at ``stop()``.
     :param fast: small heartbeat/poll/parse intervals suited to tests.
     :param startup_timeout: seconds ``start()`` waits for all components to be healthy.
-    :param redis_db: Redis database number for Celery's broker (Celery only).
+    :param schedulers: how many schedulers (``scheduler``, ``scheduler-2``, ...); > 1 needs PostgreSQL.
+    :param triggerers: how many triggerers (``triggerer``, ``triggerer-2``, ...); > 1 needs PostgreSQL.
+    :param celery_workers: how many Celery workers (``celery-worker``, ``celery-worker-2``, ...);
+        default 1 with the CeleryExecutor, 0 otherwise.
+    :param worker_concurrency: task slots of each Celery worker (``--concurrency``).
+    :param redis_url: the Redis server of Celery's broker, without a database number.
+    :param redis_db: Redis database number of the broker; by default the first of 1..15 that no
+        other stack has claimed. It is claimed (a key in db 0) and flushed at start and at stop.
     """
 
     def __init__(
@@ -130,7 +164,12 @@ class AirflowStack:
         pg_host: str = "127.0.0.1",
         pg_port: int = 5432,
         pg_user: str = "postgres",
-        redis_db: int = 0,
+        schedulers: int = 1,
+        triggerers: int = 1,
+        celery_workers: int | None = None,
+        worker_concurrency: int = 4,
+        redis_url: str = "redis://127.0.0.1:6379",
+        redis_db: int | None = None,
     ) -> None:
         if database not in ("sqlite", "postgres"):
             raise ValueError(f"database must be 'sqlite' or 'postgres', not {database!r}")
@@ -138,6 +177,16 @@ class AirflowStack:
             raise ValueError(f"executor must be LocalExecutor or CeleryExecutor, not {executor!r}")
         if executor == "CeleryExecutor" and database != "postgres":
             raise ValueError("CeleryExecutor needs database='postgres' (it is also its result backend)")
+        if celery_workers is None:
+            celery_workers = 1 if executor == "CeleryExecutor" else 0
+        if executor == "CeleryExecutor" and celery_workers < 1:
+            raise ValueError("CeleryExecutor needs at least one Celery worker")
+        if executor != "CeleryExecutor" and celery_workers:
+            raise ValueError("celery_workers needs executor='CeleryExecutor'")
+        if schedulers < 1 or triggerers < 1:
+            raise ValueError("a stack needs at least one scheduler and one triggerer")
+        if (schedulers > 1 or triggerers > 1) and database != "postgres":
+            raise ValueError("several schedulers or triggerers need database='postgres'")
         self.home = Path(home).resolve()
         self.dags_folder = Path(dags_folder).resolve()
         self.database = database
@@ -149,7 +198,21 @@ class AirflowStack:
         self.fast = fast
         self.startup_timeout = startup_timeout
         self.pg_host, self.pg_port, self.pg_user = pg_host, pg_port, pg_user
+        self.redis_url = redis_url.rstrip("/")
         self.redis_db = redis_db
+        self.worker_concurrency = worker_concurrency
+        self.component_names: list[str] = [
+            "dag-processor",
+            *_instances("scheduler", schedulers),
+            *_instances("triggerer", triggerers),
+            "api-server",
+            *_instances("celery-worker", celery_workers),
+        ]
+        self._token = uuid.uuid4().hex[:8]  # names this stack's Celery workers
+        self._redis_claim: str | None = None  # the claim key in Redis db 0, once claimed
+        self._claimed_jobs: set[int] = set()  # job ids matched to a component (current or past)
+        self._pending: list[str] = []  # second and later instances waiting for the previous one's job
+        self._db_conn: Any = None
         self.airflow_bin = str(Path(sys.executable).parent / "airflow")
         self.components_log_dir = self.home / "logs-components"
         self.task_log_dir = self.home / "logs"
@@ -172,6 +235,16 @@ class AirflowStack:
         return f"{self.base_url}/api/v2"
 
     @property
+    def broker_url(self) -> str:
+        if self.redis_db is None:
+            raise AirflowStackError("no Redis database claimed yet (start() the stack first)")
+        return f"{self.redis_url}/{self.redis_db}"
+
+    def celery_hostname(self, component: str) -> str:
+        """The ``--celery-hostname`` of a worker component (its Celery node is ``celery@<this>``)."""
+        return f"{component}-{self._token}"
+
+    @property
     def sql_alchemy_conn(self) -> str:
         if self.database == "sqlite":
             return f"sqlite:///{self.home / 'airflow.db'}"
@@ -188,15 +261,6 @@ class AirflowStack:
 
     def start(self) -> AirflowStack:
         """Create the database, migrate it, start every component and wait until all are healthy."""
-        if self.executor == "CeleryExecutor":
-            # TODO(celery): needs apache-airflow-providers-celery (+ celery, redis). Design: set
-            # AIRFLOW__CORE__EXECUTOR=CeleryExecutor, AIRFLOW__CELERY__BROKER_URL=
-            # redis://127.0.0.1:6379/<redis_db> (flush that db first),
-            # AIRFLOW__CELERY__RESULT_BACKEND=db+postgresql://<same db>, and add a component
-            # "celery-worker" = `airflow celery worker --concurrency <parallelism>`.
-            raise NotImplementedError(
-                "CeleryExecutor needs apache-airflow-providers-celery, which is not installed"
-            )
         t0 = time.monotonic()
         self.home.mkdir(parents=True, exist_ok=True)
         self.dags_folder.mkdir(parents=True, exist_ok=True)
@@ -204,10 +268,16 @@ class AirflowStack:
         try:
             if self.database == "postgres":
                 self._create_database()
+            if self.executor == "CeleryExecutor":
+                self._claim_redis_db()
             self.env = self._build_env()
             self._run_logged(["db", "migrate"], "db-migrate", timeout=300)
-            for name in COMPONENTS:
-                self._start_component(name)
+            for name in self.component_names:
+                kind, index = component_kind(name)
+                if index > 1 and kind in _JOB_TYPES:
+                    self._pending.append(name)  # started by wait_healthy() once its elder has a job
+                else:
+                    self._start_component(name)
             self.wait_healthy(timeout=max(1.0, t0 + self.startup_timeout - time.monotonic()))
         except AirflowStackError:
             self.stop()
@@ -261,7 +331,13 @@ class AirflowStack:
                     comp.proc.wait(timeout=10)
             comp.proc = None
         self._http.close()
+        self._pending.clear()
         self.stop_took = time.monotonic() - t0
+        if self._db_conn is not None:
+            with contextlib.suppress(Exception):
+                self._db_conn.close()
+            self._db_conn = None
+        self._release_redis_db()
         if self._db_created and not self.keep:
             self._drop_database()
         elif self._db_created:
@@ -307,6 +383,14 @@ class AirflowStack:
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.task_log_dir),
         }
+        if self.executor == "CeleryExecutor":
+            cfg.update(
+                {
+                    "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
+                    "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.sql_alchemy_conn}",
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+                }
+            )
         if self.fast:
             cfg.update(
                 {
@@ -356,6 +440,124 @@ class AirflowStack:
             conn.close()
         self._db_created = True
 
+    def db_query(
+        self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of a query on the metadata database (PostgreSQL stacks), as dicts, autocommitted."""
+        if self.database != "postgres" or not self.db_name:
+            raise AirflowStackError("db_query() needs a started PostgreSQL stack")
+        for attempt in (1, 2):
+            if self._db_conn is None or self._db_conn.closed:
+                self._db_conn = self._pg_connect(self.db_name)
+            try:
+                with self._db_conn.cursor() as cur:
+                    cur.execute(sql, params)
+                    if cur.description is None:
+                        return []
+                    columns = [col.name for col in cur.description]
+                    return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+            except Exception:
+                with contextlib.suppress(Exception):
+                    self._db_conn.close()
+                self._db_conn = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def jobs(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Rows of the ``job`` table (of one component kind, e.g. ``"triggerer"``), oldest first."""
+        types = [_JOB_TYPES[kind]] if kind else list(_JOB_TYPES.values())
+        return self.db_query(
+            "SELECT id, job_type, state, hostname, start_date, end_date, latest_heartbeat"
+            " FROM job WHERE job_type = ANY(%s) ORDER BY id",
+            (types,),
+        )
+
+    def job_id(self, component: str) -> int | None:
+        """Id of the ``job`` row of the component's latest instance (None until it has one)."""
+        comp = self.components[component]
+        if comp.job_id is None and self.database == "postgres":
+            self._match_jobs()
+        return comp.job_id
+
+    def _match_jobs(self) -> list[dict[str, Any]]:
+        """Give each unmatched job row to the component of its kind started before it and still
+        without a job. Instances of one kind start one after the other (see ``_jobs_waiting``),
+        so at most one candidate waits, except after simultaneous restarts of one kind (then the
+        earliest-started one gets the oldest job)."""
+        rows = self.jobs()
+        for row in rows:
+            if row["id"] in self._claimed_jobs or row["end_date"] is not None:
+                continue
+            kind = next(k for k, t in _JOB_TYPES.items() if t == row["job_type"])
+            candidates = [
+                comp
+                for name, comp in self.components.items()
+                if component_kind(name)[0] == kind
+                and comp.job_id is None
+                and comp.started_at is not None
+                and row["start_date"] is not None
+                and row["start_date"] >= comp.started_at
+            ]
+            if candidates:
+                comp = min(candidates, key=lambda c: c.started_at or datetime.max.replace(tzinfo=UTC))
+                comp.job_id = row["id"]
+                self._claimed_jobs.add(row["id"])
+        return rows
+
+    # ------------------------------------------------------------------ redis (Celery broker)
+    def _redis(self, db: int) -> Any:
+        import redis
+
+        return redis.Redis.from_url(f"{self.redis_url}/{db}", socket_timeout=10)
+
+    def _claim_redis_db(self) -> None:
+        """Claim a broker database (a key in db 0, with a TTL, so that concurrent stacks never share
+        one) and flush it."""
+        owner = f"{socket.gethostname()}:{os.getpid()}:{self._token}"
+        admin = self._redis(0)
+        try:
+            if self.redis_db is not None:
+                candidates = [self.redis_db]
+            else:
+                try:
+                    databases = int(admin.config_get("databases").get("databases", 16))
+                except Exception:
+                    databases = 16
+                candidates = list(range(1, databases))
+            for db in candidates:
+                key = _REDIS_CLAIM_KEY.format(db)
+                if admin.set(key, owner, nx=True, ex=_REDIS_CLAIM_TTL) or (
+                    _claim_is_stale(admin.get(key)) and admin.set(key, owner, ex=_REDIS_CLAIM_TTL)
+                ):
+                    self.redis_db, self._redis_claim = db, key
+                    break
+            else:
+                raise AirflowStackError(
+                    f"no free Redis database for the Celery broker among {candidates} on {self.redis_url}"
+                    f" (claimed by other stacks: keys {_REDIS_CLAIM_KEY.format('*')} in db 0)"
+                )
+        finally:
+            admin.close()
+        client = self._redis(self.redis_db)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+
+    def _release_redis_db(self) -> None:
+        if self._redis_claim is None or self.redis_db is None:
+            return
+        with contextlib.suppress(Exception):
+            client = self._redis(self.redis_db)
+            client.flushdb()
+            client.close()
+        with contextlib.suppress(Exception):
+            admin = self._redis(0)
+            admin.delete(self._redis_claim)
+            admin.close()
+        self._redis_claim = None
+
     def _drop_database(self) -> None:
         conn = self._pg_connect()
         try:
@@ -404,21 +606,42 @@ class AirflowStack:
             )
 
     def _argv(self, name: str) -> list[str]:
-        if name == "api-server":
+        kind, index = component_kind(name)
+        if name not in self.component_names:
+            raise ValueError(f"unknown component {name!r}; known: {', '.join(self.component_names)}")
+        # Second and later instances serve no logs: the ports are taken by the first one, and the
+        # api-server reads the task and trigger logs from the shared log folder anyway.
+        skip_serve_logs = ["--skip-serve-logs"] if index > 1 else []
+        if kind == "api-server":
             return [self.airflow_bin, "api-server", "--port", str(self.api_port), "--host", "127.0.0.1"]
-        if name in ("scheduler", "triggerer", "dag-processor"):
-            return [self.airflow_bin, name]
-        raise ValueError(f"unknown component {name!r}; known: {', '.join(COMPONENTS)}")
+        if kind == "dag-processor":
+            return [self.airflow_bin, kind]
+        if kind in ("scheduler", "triggerer"):
+            return [self.airflow_bin, kind, *skip_serve_logs]
+        if kind == "celery-worker":
+            return [
+                self.airflow_bin,
+                "celery",
+                "worker",
+                "--concurrency",
+                str(self.worker_concurrency),
+                "--celery-hostname",
+                self.celery_hostname(name),
+                *skip_serve_logs,
+            ]
+        raise ValueError(f"unknown component {name!r}")
 
     def _start_component(self, name: str) -> None:
         comp = self.components.get(name)
         if comp is None:
             comp = _Component(name, self._argv(name), self.components_log_dir / f"{name}.log")
             self.components[name] = comp
+        comp.job_id = None
         with open(comp.log_path, "ab") as log:
             comp.started_at = datetime.now(UTC)
             log.write(f"\n===== AirflowStack: starting {name} at {comp.started_at.isoformat()}\n".encode())
             log.flush()
+            comp.log_offset = log.tell()
             comp.proc = subprocess.Popen(
                 comp.argv,
                 env=self.env,
@@ -444,7 +667,8 @@ class AirflowStack:
 
         ``scope``: ``"process"`` (the main process only), ``"group"`` (its process group: e.g. the
         triggerer and its trigger runner, the scheduler and its LocalExecutor workers with the
-        task supervisors, but not the task processes, which have their own groups) or
+        task supervisors, a Celery worker and its pool processes with the task supervisors, but
+        not the task processes, which have their own groups) or
         ``"session"`` (everything it started, task processes included).
         """
         comp = self.components[component]
@@ -487,7 +711,9 @@ class AirflowStack:
 
         A component counts as healthy only once its job has heartbeated after its latest
         (re)start, so after ``restart("triggerer")`` this waits for the new triggerer, not the
-        dead one's last heartbeat. Raises at once if a component process exits.
+        dead one's last heartbeat. On PostgreSQL that holds for each scheduler and triggerer
+        instance (its own row in the ``job`` table), and a Celery worker is healthy once its log
+        says ``celery@<hostname> ready.``. Raises at once if a component process exits.
         """
         deadline = time.monotonic() + timeout
         last: Any = None
@@ -498,20 +724,62 @@ class AirflowStack:
                         f"{name} exited with {comp.proc.returncode}:\n"
                         f"{_tail(comp.log_path.read_text('utf-8', 'replace'))}"
                     )
+            waiting: list[str] = []
             try:
                 last = self.health()
+                if self.database == "postgres":
+                    waiting = self._jobs_waiting()
             except (requests.RequestException, ApiError) as e:
                 last = e
             else:
-                if last.get("metadatabase", {}).get("status") == "healthy" and all(
-                    self._job_healthy(last, name) for name in _HEALTH_KEYS if name in self.components
+                waiting += [name for name in self.components if not self._worker_ready(name)]
+                if (
+                    not waiting
+                    and not self._pending
+                    and last.get("metadatabase", {}).get("status") == "healthy"
+                    and all(self._job_healthy(last, name) for name in _HEALTH_KEYS if name in self.components)
                 ):
                     return dict(last)
             if time.monotonic() > deadline:
                 raise AirflowStackError(
-                    f"Airflow not healthy after {timeout:.0f}s; last health: {last!r}\n{self._log_tails()}"
+                    f"Airflow not healthy after {timeout:.0f}s; waiting for {waiting + self._pending};"
+                    f" last health: {last!r}\n{self._log_tails()}"
                 )
             time.sleep(0.5)
+
+    def _jobs_waiting(self) -> list[str]:
+        """Components whose job has not heartbeated since their start; starts pending instances
+        whose elder has its job."""
+        rows = {row["id"]: row for row in self._match_jobs()}
+        for name in list(self._pending):
+            kind, index = component_kind(name)
+            elder = kind if index == 2 else f"{kind}-{index - 1}"
+            if self.components.get(elder) is not None and self.components[elder].job_id is not None:
+                self._pending.remove(name)
+                self._start_component(name)
+        waiting = []
+        for name, comp in self.components.items():
+            if component_kind(name)[0] not in _JOB_TYPES or comp.proc is None:
+                continue
+            row = rows.get(comp.job_id) if comp.job_id is not None else None
+            if (
+                row is None
+                or row["state"] != "running"
+                or row["latest_heartbeat"] is None
+                or (comp.started_at is not None and row["latest_heartbeat"] < comp.started_at)
+            ):
+                waiting.append(name)
+        return waiting
+
+    def _worker_ready(self, name: str) -> bool:
+        """A Celery worker logged ``celery@<hostname> ready.`` since its latest start (others: True)."""
+        comp = self.components[name]
+        if component_kind(name)[0] != "celery-worker" or comp.proc is None:
+            return True
+        with open(comp.log_path, "rb") as f:
+            f.seek(comp.log_offset)
+            text = f.read()
+        return f"celery@{self.celery_hostname(name)} ready.".encode() in text
 
     def _job_healthy(self, health: dict[str, Any], component: str) -> bool:
         key, hb_key = _HEALTH_KEYS[component]
@@ -742,6 +1010,23 @@ class AirflowStack:
             for name, text in logs.items()
             if names is None or name in names
         )
+
+
+def _claim_is_stale(owner: bytes | None) -> bool:
+    """A Redis db claim (``host:pid:token``) made by a process of this host that no longer runs."""
+    if not owner:
+        return False
+    host, _, rest = owner.decode("utf-8", "replace").partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _proc_table() -> list[tuple[int, int, int, int]]:

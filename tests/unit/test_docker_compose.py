@@ -15,10 +15,16 @@ from devtools.environment import BUCKET, DEFAULT_REPORTS, POOL
 REPO = pathlib.Path(__file__).parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
 AIRFLOW_SERVICES = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"]
+CELERY_COMMAND = "AIRFLOW_EXECUTOR=CeleryExecutor docker compose --profile celery up"
 
 
 def airflow_env(service: str) -> dict[str, str]:
     return COMPOSE["services"][service]["environment"]
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """What Compose makes of ``${VAR:-default}`` with these shell variables."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: variables.get(m[1]) or m[2], value)
 
 
 def test_services_are_all_there():
@@ -28,9 +34,35 @@ def test_services_are_all_there():
         "celery"
     ]
     assert services["airflow-worker"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-    for name in AIRFLOW_SERVICES:
+    for name in [*AIRFLOW_SERVICES, "airflow-worker"]:
         assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
         assert services[name]["volumes"] == ["./example_dags:/opt/airflow/dags:ro"]
+
+
+def test_the_celery_profile_runs_every_component_on_the_celery_executor():
+    services = COMPOSE["services"]
+    header = (REPO / "docker-compose.yaml").read_text().split("\nx-airflow", 1)[0]
+    assert CELERY_COMMAND in header
+    assert CELERY_COMMAND in (REPO / "README.md").read_text()
+    for variables, executor in (
+        ({}, "LocalExecutor"),
+        ({"AIRFLOW_EXECUTOR": "CeleryExecutor"}, "CeleryExecutor"),
+    ):
+        for name in ["airflow-init", *AIRFLOW_SERVICES]:
+            assert interpolate(airflow_env(name)["AIRFLOW__CORE__EXECUTOR"], variables) == executor, name
+    worker = services["airflow-worker"]
+    assert worker["command"] == "celery worker"
+    # The worker runs the tasks: the image with the provider installed, like every other component.
+    assert worker["image"] == services["airflow-scheduler"]["image"] and worker["build"] == "."
+    assert worker["network_mode"] == "service:sandbox"  # reaches the sandbox on loopback
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    env = airflow_env("airflow-worker")
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379/")
+    backend = env["AIRFLOW__CELERY__RESULT_BACKEND"]
+    assert (
+        backend.startswith("db+")
+        and backend.removeprefix("db+") == env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    )
 
 
 def test_the_image_is_the_locked_airflow_version():
@@ -47,7 +79,7 @@ def test_init_creates_the_pool_and_the_bucket_as_the_demo_does():
 
 
 def test_every_connection_and_variable_the_dags_need_is_set():
-    for service in AIRFLOW_SERVICES:
+    for service in [*AIRFLOW_SERVICES, "airflow-worker"]:
         env = airflow_env(service)
         echo360 = json.loads(env["AIRFLOW_CONN_ECHO360_DEFAULT"])
         conn = type("Conn", (), {**echo360, "schema": None, "port": None, "extra_dejson": {}})

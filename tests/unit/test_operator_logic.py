@@ -231,3 +231,14 @@ def test_asset_snapshots_adopt_only_a_recent_request():
     assert op.execute(context()) == "r1"
     op.hook.get_requests.return_value = [old, recent]
     assert op.execute(context()) == "new"
+
+
+def test_sensor_works_in_reschedule_mode():
+    sensor = ReportStatusSensor(
+        task_id="wait", request_id="r9", deferrable=False, mode="reschedule", poke_interval=30
+    )
+    sensor.hook = mock.MagicMock()
+    sensor.hook.get_request.return_value = request("Pending", "r9")
+    with pytest.raises(AirflowRescheduleException) as wait:
+        sensor.execute({"ti": mock.MagicMock(**{"get_first_reschedule_date.return_value": None})})
+    assert wait.value.reschedule_date > pendulum.now("UTC")

@@ -63,6 +63,8 @@ REGION_URLS = {
 PENDING = "Pending"
 AVAILABLE = "Available"
 FAILED_STATUSES = ("Failed", "Missing", "Expired")
+#: The API counts its rate limit over a rolling minute; a 429 is worth retrying for at least that long.
+RATE_WINDOW_SECONDS = 65.0
 #: Assets are deleted 14 days after submission; adopt an Available request only well before that.
 REUSABLE_AGE = dt.timedelta(days=13)
 
@@ -590,7 +592,7 @@ class Echo360Hook(BaseHook):
         return retry_class(
             retry=tenacity.retry_if_exception(_is_transient),
             wait=partial(_wait_for_retry, initial=self.settings.backoff_seconds),
-            stop=tenacity.stop_after_attempt(attempts),
+            stop=partial(_stop_retrying, attempts=attempts),
             before_sleep=_log_retry,
             retry_error_callback=_give_up,
         )
@@ -774,6 +776,20 @@ def _wait_for_retry(state: tenacity.RetryCallState, *, initial: float) -> float:
     if isinstance(error, _RetryableResponse) and error.retry_after is not None:
         return min(error.retry_after, 300.0) + random.uniform(0, initial / 2)
     return min(60.0, initial * 2.0 ** (state.attempt_number - 1)) + random.uniform(0, initial)
+
+
+def _stop_retrying(state: tenacity.RetryCallState, *, attempts: int) -> bool:
+    """After ``attempts`` tries; but a 429 is retried until the API's one-minute window has passed.
+
+    The 120 calls a minute are counted per institution, across every process that calls: many
+    workers and triggerers together can exceed them however well each process paces itself.
+    """
+    if state.attempt_number < attempts:
+        return False
+    error = state.outcome.exception() if state.outcome else None
+    if isinstance(error, _RetryableResponse) and error.http_status == 429:
+        return (state.seconds_since_start or 0.0) >= RATE_WINDOW_SECONDS
+    return True
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:

@@ -116,3 +116,21 @@ def test_in_flight_refusal_is_recognised_whatever_the_status():
             _interpret(_Answer(status, {}, body), "POST /requests/asset", settings)
     with pytest.raises(Echo360ApiError, match="400: POST /requests/x: bad start"):
         _interpret(_Answer(400, {}, json.dumps({"message": "bad start"})), "POST /requests/x", settings)
+
+
+def test_a_429_is_retried_until_the_rate_window_has_passed():
+    from concurrent.futures import Future
+    from unittest import mock
+
+    from airflow_provider_echo360.hooks.echo360 import RATE_WINDOW_SECONDS, _RetryableResponse, _stop_retrying
+
+    def state(error: Exception, attempt: int, elapsed: float):
+        outcome: Future = Future()
+        outcome.set_exception(error)
+        return mock.Mock(outcome=outcome, attempt_number=attempt, seconds_since_start=elapsed)
+
+    too_many, unavailable = _RetryableResponse(429, "slow down", 1.0), _RetryableResponse(503, "down", None)
+    assert not _stop_retrying(state(too_many, 3, 1.0), attempts=7)
+    assert not _stop_retrying(state(too_many, 7, RATE_WINDOW_SECONDS - 5), attempts=7)
+    assert _stop_retrying(state(too_many, 7, RATE_WINDOW_SECONDS + 1), attempts=7)
+    assert _stop_retrying(state(unavailable, 7, 1.0), attempts=7)

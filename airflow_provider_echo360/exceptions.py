@@ -8,10 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-try:  # Airflow >= 3.1 keeps it in the Task SDK; older 3.x only in airflow.exceptions.
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException
-except ImportError:  # pragma: no cover
-    from airflow.exceptions import AirflowException, AirflowFailException  # type: ignore[no-redef]
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class Echo360Error(AirflowException):

@@ -49,22 +49,28 @@ def test_a_triggerer_killed_while_three_requests_wait_hands_them_to_a_new_one():
 
 
 def test_a_task_killed_in_the_middle_of_a_transfer_is_retried_and_writes_each_object_once():
-    sandbox = {"processing_seconds": 1, "rows_per_day": 300_000}  # ~150 MB a report: a transfer of seconds
+    # ~300 MB a report, so that the transfer lasts seconds even on an idle machine.
+    sandbox = {"processing_seconds": 1, "rows_per_day": 600_000}
     with Echo360Environment(database="postgres", reports=["viewsessions"], sandbox_options=sandbox) as env:
         client = env.s3.client()
         client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         env.backfill_daily(1)
         (run,) = wait_for(lambda: env.stack.dag_runs(DAILY_DAG, "backfill"), 120, "the backfill run")
-        wait_for(
-            lambda: client.list_multipart_uploads(Bucket=BUCKET).get("Uploads"), 600, "an upload under way"
+
+        def running_transfer() -> dict | None:
+            tis = env.stack.task_instances(DAILY_DAG, run["dag_run_id"])
+            return next(
+                (t for t in tis if t["task_id"] == "transfer_viewsessions" and t["state"] == "running"), None
+            )
+
+        ti = wait_for(running_transfer, 600, "the transfer to run", poll=0.2)
+        # Kill the moment an upload is open: the task process is then in the middle of the transfer.
+        pids = wait_for(
+            lambda: client.list_multipart_uploads(Bucket=BUCKET).get("Uploads") and task_pids(ti["id"]),
+            600,
+            "an upload under way in the task's process",
+            poll=0.1,
         )
-        (ti,) = [
-            t
-            for t in env.stack.task_instances(DAILY_DAG, run["dag_run_id"])
-            if t["task_id"] == "transfer_viewsessions"
-        ]
-        pids = task_pids(ti["id"])
-        assert pids, "no process of the transfer task found"
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         wait_for(

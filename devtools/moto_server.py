@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from types import TracebackType
 from typing import Any
@@ -31,19 +32,22 @@ class MotoServer:
         self.port = port or free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
+        # A file, not a pipe: werkzeug logs every request to stderr, and a pipe nobody reads fills
+        # up after a few hundred requests and then blocks the server for good.
+        self._log = tempfile.TemporaryFile()
 
     def start(self) -> MotoServer:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self._log,
             start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                stderr = self._process.stderr.read().decode() if self._process.stderr else ""
-                raise RuntimeError(f"moto server exited: {stderr}")
+                self._log.seek(0)
+                raise RuntimeError(f"moto server exited: {self._log.read().decode(errors='replace')}")
             try:
                 requests.get(f"{self.endpoint_url}/moto-api/", timeout=1)
                 return self
@@ -53,14 +57,14 @@ class MotoServer:
         raise RuntimeError("moto server did not start within 30 s")
 
     def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        os.killpg(self._process.pid, signal.SIGTERM)
-        try:
-            self._process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait()
+        if self._process is not None and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGTERM)
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._process.pid, signal.SIGKILL)
+                self._process.wait()
+        self._log.close()
 
     def __enter__(self) -> MotoServer:
         return self.start()

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any, NoReturn
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import BaseOperator, BaseXCom, Context
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowRescheduleException
 
@@ -54,7 +54,9 @@ class SubmitReportOperator(BaseOperator):
     With ``wait_for_completion``, the task then waits until the request leaves ``Pending``:
     deferred on :class:`ReportStatusTrigger`, or polling in the worker with ``deferrable=False``.
     In a pool created with ``--include-deferred`` one slot thus covers one request for its whole
-    life. ``Failed`` and ``Missing`` requests are submitted again up to ``max_resubmits`` times.
+    life. Deferred, the task ends in the triggerer as soon as the report is ``Available`` (no resume
+    on a worker), so the slot passes to the next request at once. ``Failed`` and ``Missing``
+    requests are submitted again up to ``max_resubmits`` times.
 
     :param report_name: the report identifier (``videoview``, ``asset``, ...). Templated.
     :param start: first day of the window (UTC, inclusive); a date, datetime or ``YYYY-MM-DD``. Templated.
@@ -144,7 +146,7 @@ class SubmitReportOperator(BaseOperator):
             )
         else:
             request = self._submit(parameters, sum(1 for r in requests_now if r.is_pending))
-        return self._wait(request, parameters, self.max_resubmits)
+        return self._wait(context, request, parameters, self.max_resubmits)
 
     # -- parameters ----------------------------------------------------------------------------
 
@@ -199,19 +201,24 @@ class SubmitReportOperator(BaseOperator):
 
     # -- waiting -------------------------------------------------------------------------------
 
-    def _wait(self, request: ReportRequest, parameters: Mapping[str, str], resubmits_left: int) -> str:
+    def _wait(
+        self, context: Context, request: ReportRequest, parameters: Mapping[str, str], resubmits_left: int
+    ) -> str:
         if not self.wait_for_completion or request.status == AVAILABLE:
             return request.request_id
         if not request.is_pending:
-            return self._settle(request.request_id, request.status, parameters, resubmits_left)
+            return self._settle(context, request.request_id, request.status, parameters, resubmits_left)
         deadline = time.time() + self.timeout.total_seconds()
         if self.deferrable:
+            # The trigger ends the task itself when the report is ready: the result must be in XCom now.
+            context["ti"].xcom_push(key=BaseXCom.XCOM_RETURN_KEY, value=request.request_id)
             self.defer(
                 trigger=ReportStatusTrigger(
                     request_id=request.request_id,
                     echo360_conn_id=self.echo360_conn_id,
                     poll_interval=self.poll_interval,
                     deadline=deadline,
+                    end_task_when_available=True,
                 ),
                 method_name="execute_complete",
                 kwargs={"parameters": dict(parameters), "resubmits_left": resubmits_left},
@@ -219,7 +226,7 @@ class SubmitReportOperator(BaseOperator):
         while request.is_pending and time.time() < deadline:
             time.sleep(self.poll_interval)
             request = self.hook.get_request(request.request_id)
-        return self._settle(request.request_id, request.status, parameters, resubmits_left)
+        return self._settle(context, request.request_id, request.status, parameters, resubmits_left)
 
     def execute_complete(
         self,
@@ -228,11 +235,14 @@ class SubmitReportOperator(BaseOperator):
         parameters: dict[str, str] | None = None,
         resubmits_left: int = 0,
     ) -> str:
-        """Resume after the trigger fired: return the request id, resubmit, or fail clearly."""
-        return self._settle(event["request_id"], event["status"], parameters or {}, resubmits_left, event)
+        """Resume after the trigger fired on anything but ``Available``: resubmit, or fail clearly."""
+        return self._settle(
+            context, event["request_id"], event["status"], parameters or {}, resubmits_left, event
+        )
 
     def _settle(
         self,
+        context: Context,
         request_id: str,
         status: str,
         parameters: Mapping[str, str],
@@ -244,7 +254,7 @@ class SubmitReportOperator(BaseOperator):
                 "Request %s is %s; submitting it again (%d left).", request_id, status, resubmits_left
             )
             fresh = self._submit(parameters, in_flight=0)
-            return self._wait(fresh, parameters, resubmits_left - 1)
+            return self._wait(context, fresh, parameters, resubmits_left - 1)
         return raise_for_event(event or {"status": status, "request_id": request_id})
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk import BaseSensorOperator, BaseXCom, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_echo360.hooks.echo360 import FAILED_STATUSES, Echo360Hook, check_request_id
@@ -18,7 +18,8 @@ from airflow_provider_echo360.triggers.reports import TIMEOUT, ReportStatusTrigg
 class ReportStatusSensor(BaseSensorOperator):
     """Wait until an Echo360 report request is ``Available``; fail on ``Failed``, ``Missing``, ``Expired``.
 
-    Deferrable by default: the wait happens in the triggerer, through :class:`ReportStatusTrigger`.
+    Deferrable by default: the wait happens in the triggerer, through :class:`ReportStatusTrigger`,
+    which ends the task there as soon as the request is ``Available`` (no resume on a worker).
     With ``deferrable=False`` the usual ``poke`` and ``reschedule`` modes work. A terminal status
     other than ``Available`` fails the task at once, without retries; ``timeout`` ends the wait as
     for every Airflow sensor. The request id is returned (XCom ``return_value``).
@@ -57,12 +58,15 @@ class ReportStatusSensor(BaseSensorOperator):
         done = self.poke(context)  # already ready (or failed): no need to defer
         if done.is_done:
             return done.xcom_value
+        # The trigger ends the task itself when the report is ready: the result must be in XCom now.
+        context["ti"].xcom_push(key=BaseXCom.XCOM_RETURN_KEY, value=self.request_id)
         self.defer(
             trigger=ReportStatusTrigger(
                 request_id=self.request_id,
                 echo360_conn_id=self.echo360_conn_id,
                 poll_interval=self.poke_interval,
                 deadline=time.time() + self.timeout,
+                end_task_when_available=True,
             ),
             method_name="execute_complete",
             # A little later than the trigger's own deadline, so the trigger's clear event wins.

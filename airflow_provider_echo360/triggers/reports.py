@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_provider_echo360.hooks.echo360 import (
     AVAILABLE,
@@ -54,11 +54,18 @@ class ReportStatusTrigger(BaseTrigger):
     ``{"status": ..., "request_id": ..., "message": ...}`` where status is the request's final
     status, ``"timeout"`` or ``"error"``.
 
+    With ``end_task_when_available``, an ``Available`` request ends the deferred task successfully
+    from the triggerer (a ``TaskSuccessEvent``) instead of resuming it on a worker: its pool slot is
+    freed the moment the report is seen ready, and no worker start-up is spent on a resume that has
+    nothing left to do. The task must have pushed its XCom before deferring: the event carries none
+    (Airflow 3.3 stores a trigger's XCom JSON-encoded twice).
+
     :param request_id: the request to watch.
     :param echo360_conn_id: the ``echo360`` connection.
     :param poll_interval: seconds between two looks at the request.
     :param deadline: a UNIX timestamp after which it stops waiting (``None``: no deadline).
     :param max_outage_seconds: how long the API may stay unreachable before it gives up.
+    :param end_task_when_available: end the task in the triggerer when the request is ``Available``.
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class ReportStatusTrigger(BaseTrigger):
         poll_interval: float = 60.0,
         deadline: float | None = None,
         max_outage_seconds: float = 1800.0,
+        end_task_when_available: bool = False,
     ) -> None:
         super().__init__()
         self.request_id = request_id
@@ -75,6 +83,7 @@ class ReportStatusTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.deadline = deadline
         self.max_outage_seconds = max_outage_seconds
+        self.end_task_when_available = end_task_when_available
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -85,6 +94,7 @@ class ReportStatusTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "max_outage_seconds": self.max_outage_seconds,
+                "end_task_when_available": self.end_task_when_available,
             },
         )
 
@@ -122,6 +132,10 @@ class ReportStatusTrigger(BaseTrigger):
                 yield self._event(ERROR, str(error))
                 return
             outage_since = None
+            if request.status == AVAILABLE and self.end_task_when_available:
+                self.log.info("Echo360 request %s is Available: the task ends here.", self.request_id)
+                yield TaskSuccessEvent()
+                return
             if not request.is_pending:
                 yield self._event(request.status, f"request {self.request_id} is {request.status}")
                 return

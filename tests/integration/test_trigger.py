@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
 from airflow_provider_echo360.sandbox.process import SandboxProcess
@@ -30,11 +31,12 @@ def sandbox(started):
     return started
 
 
-def run(trigger: ReportStatusTrigger) -> list[dict]:
-    async def collect():
-        return [event.payload async for event in trigger.run()]
+async def _collect(trigger: ReportStatusTrigger) -> list[TriggerEvent]:
+    return [event async for event in trigger.run()]
 
-    return asyncio.run(collect())
+
+def run(trigger: ReportStatusTrigger) -> list[dict]:
+    return [event.payload for event in asyncio.run(_collect(trigger))]
 
 
 def submit(report: str = "videoview") -> str:
@@ -52,6 +54,22 @@ def test_available_yields_one_event(sandbox):
     assert run(trigger_for(request_id)) == [
         {"status": "Available", "request_id": request_id, "message": f"request {request_id} is Available"}
     ]
+
+
+def test_available_can_end_the_task_in_the_triggerer(sandbox):
+    request_id = submit()
+    events = asyncio.run(_collect(trigger_for(request_id, end_task_when_available=True)))
+    assert len(events) == 1 and isinstance(events[0], TaskSuccessEvent)
+    assert events[0].xcoms is None  # the task pushed its XCom itself (Airflow 3.3 double-encodes these)
+
+
+def test_other_statuses_still_resume_the_task_when_it_ends_in_the_triggerer(sandbox):
+    sandbox.set_config(processing_seconds=60)
+    request_id = submit()
+    sandbox.set_status(request_id, "Failed")
+    events = asyncio.run(_collect(trigger_for(request_id, end_task_when_available=True)))
+    assert [type(event) for event in events] == [TriggerEvent]
+    assert events[0].payload["status"] == "Failed"
 
 
 @pytest.mark.parametrize("status", ["Failed", "Missing", "Expired"])

@@ -24,6 +24,7 @@ def context(start="2024-03-01", end="2024-03-02", run_after="2024-03-02T00:05:00
         "data_interval_start": pendulum.parse(start) if start else None,
         "data_interval_end": pendulum.parse(end) if end else None,
         "dag_run": SimpleNamespace(run_after=pendulum.parse(run_after)),
+        "ti": mock.MagicMock(),
     }
 
 
@@ -56,13 +57,17 @@ def test_empty_interval_takes_the_last_utc_day_before_the_run():
 
 def test_submits_the_run_window_and_defers_until_ready():
     op = operator(deferrable=True, poll_interval=5)
+    ctx = context()
     with pytest.raises(TaskDeferred) as deferred:
-        op.execute(context())
+        op.execute(ctx)
     op.hook.submit_request.assert_called_once_with("videoview", WINDOW, compression=True, delimiter=",")
     trigger = deferred.value.trigger
     assert isinstance(trigger, ReportStatusTrigger)
     assert (trigger.request_id, trigger.poll_interval) == ("r1", 5)
     assert deferred.value.kwargs == {"parameters": WINDOW, "resubmits_left": 1}
+    # The trigger ends the task when the report is ready, so the id is in XCom before deferring.
+    assert trigger.end_task_when_available
+    ctx["ti"].xcom_push.assert_called_once_with(key="return_value", value="r1")
 
 
 def test_adopts_a_matching_request_instead_of_submitting():
@@ -165,9 +170,11 @@ def test_asset_takes_no_window():
 def test_failed_request_is_resubmitted_then_fails_naming_the_id():
     op = operator(deferrable=True)
     op.hook.submit_request.return_value = request("Pending", "r2")
+    ctx = context()
     with pytest.raises(TaskDeferred) as deferred:
-        op.execute_complete(context(), {"status": "Failed", "request_id": "r1"}, WINDOW, resubmits_left=1)
+        op.execute_complete(ctx, {"status": "Failed", "request_id": "r1"}, WINDOW, resubmits_left=1)
     assert deferred.value.kwargs["resubmits_left"] == 0
+    ctx["ti"].xcom_push.assert_called_once_with(key="return_value", value="r2")
     with pytest.raises(AirflowFailException, match="r2 is Missing"):
         op.execute_complete(context(), {"status": "Missing", "request_id": "r2"}, WINDOW, resubmits_left=0)
 
@@ -201,9 +208,12 @@ def test_sensor_defers_when_pending_and_refuses_an_empty_request_id():
     sensor = ReportStatusSensor(task_id="wait", request_id="r9", poke_interval=7, timeout=100)
     sensor.hook = mock.MagicMock()
     sensor.hook.get_request.return_value = request("Pending", "r9")
+    ti = mock.MagicMock()
     with pytest.raises(TaskDeferred) as deferred:
-        sensor.execute({})
+        sensor.execute({"ti": ti})
     assert deferred.value.trigger.poll_interval == 7
+    assert deferred.value.trigger.end_task_when_available
+    ti.xcom_push.assert_called_once_with(key="return_value", value="r9")
     empty = ReportStatusSensor(task_id="wait2", request_id="")
     empty.hook = mock.MagicMock()
     with pytest.raises(AirflowFailException, match="request_id"):
@@ -212,11 +222,20 @@ def test_sensor_defers_when_pending_and_refuses_an_empty_request_id():
 
 
 def test_trigger_serialization_round_trip():
-    trigger = ReportStatusTrigger("r1", "conn", poll_interval=3.0, deadline=123.0, max_outage_seconds=9.0)
+    trigger = ReportStatusTrigger(
+        "r1", "conn", poll_interval=3.0, deadline=123.0, max_outage_seconds=9.0, end_task_when_available=True
+    )
     path, kwargs = trigger.serialize()
     assert path == "airflow_provider_echo360.triggers.reports.ReportStatusTrigger"
     assert ReportStatusTrigger(**kwargs) == trigger
-    assert set(kwargs) == {"request_id", "echo360_conn_id", "poll_interval", "deadline", "max_outage_seconds"}
+    assert kwargs == {
+        "request_id": "r1",
+        "echo360_conn_id": "conn",
+        "poll_interval": 3.0,
+        "deadline": 123.0,
+        "max_outage_seconds": 9.0,
+        "end_task_when_available": True,
+    }
 
 
 def test_asset_snapshots_adopt_only_a_recent_request():

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import cached_property
 from typing import Any
 
@@ -31,6 +30,9 @@ from airflow_provider_echo360.hooks.echo360 import (
 MIB = 1024 * 1024
 #: S3 refuses parts under 5 MiB (but the last); larger parts mean fewer requests.
 MIN_PART_SIZE = 5 * MIB
+#: Each part carries its CRC32, which S3 checks on receipt and combines into the object's checksum (as
+#: boto3's own managed uploads do). Without one, S3 computes a full-object CRC64 itself at completion.
+PART_CHECKSUM = "CRC32"
 
 
 class Echo360ReportNotReadyError(Echo360Error):
@@ -229,10 +231,10 @@ class MultipartUpload:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload["UploadId"])
         return len(orphans)
 
-    def run(self, parts: Iterator[bytes]) -> int:
-        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self.extra_args)[
-            "UploadId"
-        ]
+    def run(self, parts: Iterator[bytearray]) -> int:
+        upload_id = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=self.key, ChecksumAlgorithm=PART_CHECKSUM, **self.extra_args
+        )["UploadId"]
         try:
             done, size = self._upload_parts(upload_id, parts)
             self.client.complete_multipart_upload(
@@ -243,46 +245,62 @@ class MultipartUpload:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
             raise
 
-    def _upload_parts(self, upload_id: str, parts: Iterator[bytes]) -> tuple[list[dict[str, Any]], int]:
+    def _upload_parts(self, upload_id: str, parts: Iterator[bytearray]) -> tuple[list[dict[str, Any]], int]:
         done: list[dict[str, Any]] = []
         size = 0
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="s3-part") as pool:
-            in_flight: deque[Future[dict[str, Any]]] = deque()
+            in_flight: set[Future[dict[str, Any]]] = set()
             try:
                 for number, body in enumerate(parts, start=1):
                     size += len(body)
-                    in_flight.append(pool.submit(self._upload_part, upload_id, number, body))
+                    in_flight.add(pool.submit(self._upload_part, upload_id, number, body))
                     del body  # the pool holds the only reference now
-                    if len(in_flight) >= self.concurrency:
-                        done.append(in_flight.popleft().result())
+                    if len(in_flight) >= self.concurrency:  # read on as soon as any part is through
+                        finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                        done.extend(future.result() for future in finished)
                 done.extend(future.result() for future in in_flight)
             except BaseException:
                 for future in in_flight:
                     future.cancel()
                 raise
         if not done:  # an empty asset: S3 wants at least one part
-            done.append(self._upload_part(upload_id, 1, b""))
+            done.append(self._upload_part(upload_id, 1, bytearray()))
+        done.sort(key=lambda part: int(part["PartNumber"]))
         return done, size
 
-    def _upload_part(self, upload_id: str, number: int, body: bytes) -> dict[str, Any]:
+    def _upload_part(self, upload_id: str, number: int, body: bytearray) -> dict[str, Any]:
         answer = self.client.upload_part(
-            Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=body
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,
+            ChecksumAlgorithm=PART_CHECKSUM,
         )
-        return {"PartNumber": number, "ETag": answer["ETag"]}
+        return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumCRC32": answer["ChecksumCRC32"]}
 
 
-def parts(chunks: Iterable[bytes], part_size: int) -> Iterator[bytes]:
-    """Regroup a stream of chunks into parts of ``part_size`` bytes (the last one shorter)."""
-    buffer = bytearray()
+def parts(chunks: Iterable[bytes], part_size: int) -> Iterator[bytearray]:
+    """Regroup a stream of chunks into parts of ``part_size`` bytes (the last one shorter).
+
+    Each chunk is copied once, straight into a part allocated at its full size: no buffer that grows,
+    no second copy to cut a part off it (that work holds the GIL that the uploads need).
+    """
+    part, filled = bytearray(part_size), 0
     for chunk in chunks:
-        buffer += chunk
-        while len(buffer) >= part_size:
-            with memoryview(buffer) as view:  # one copy per part, not two
-                part = bytes(view[:part_size])
-            del buffer[:part_size]
-            yield part
-    if buffer:
-        yield bytes(buffer)
+        with memoryview(chunk) as data:
+            offset = 0
+            while offset < len(data):
+                taken = min(len(data) - offset, part_size - filled)
+                part[filled : filled + taken] = data[offset : offset + taken]
+                filled += taken
+                offset += taken
+                if filled == part_size:
+                    yield part
+                    part, filled = bytearray(part_size), 0
+    if filled:
+        del part[filled:]
+        yield part
 
 
 def checked_chunks(chunks: Iterable[bytes], *, gzip: bool, inflate: bool) -> Iterator[bytes]:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import time
+import zlib
 
 import pytest
 
@@ -75,22 +77,28 @@ def test_static_asset_keeps_the_folders_known_before_templates():
 
 
 class FakeS3:
-    def __init__(self, fail_part: int | None = None):
+    def __init__(self, fail_part: int | None = None, slow_part: int | None = None):
         self.fail_part = fail_part
+        self.slow_part = slow_part
         self.calls: list[str] = []
         self.parts: dict[int, bytes] = {}
+        self.completed: list[dict] = []
 
-    def create_multipart_upload(self, **kw):
-        self.calls.append("create")
+    def create_multipart_upload(self, ChecksumAlgorithm=None, **kw):  # noqa: N803 (boto3's names)
+        self.calls.append(f"create {ChecksumAlgorithm}")
         return {"UploadId": "u1"}
 
-    def upload_part(self, PartNumber, Body, **kw):  # noqa: N803 (boto3's names)
+    def upload_part(self, PartNumber, Body, ChecksumAlgorithm=None, **kw):  # noqa: N803
         if PartNumber == self.fail_part:
             raise RuntimeError("network")
+        if PartNumber == self.slow_part:
+            time.sleep(0.3)
         self.parts[PartNumber] = Body
-        return {"ETag": f"e{PartNumber}"}
+        assert ChecksumAlgorithm == "CRC32"
+        return {"ETag": f"e{PartNumber}", "ChecksumCRC32": f"crc{zlib.crc32(Body)}"}
 
     def complete_multipart_upload(self, MultipartUpload, **kw):  # noqa: N803
+        self.completed = MultipartUpload["Parts"]
         self.calls.append(f"complete {[p['PartNumber'] for p in MultipartUpload['Parts']]}")
 
     def abort_multipart_upload(self, UploadId, **kw):  # noqa: N803
@@ -100,11 +108,14 @@ class FakeS3:
         return {"Uploads": [{"Key": Prefix, "UploadId": "old"}, {"Key": Prefix + ".other", "UploadId": "x"}]}
 
 
-def test_multipart_completes_with_parts_in_order():
-    client = FakeS3()
+def test_multipart_completes_with_parts_in_order_and_their_checksums():
+    client = FakeS3(slow_part=1)  # part 1 finishes after part 2: the list must still be in order
     size = MultipartUpload(client, "b", "k", {}, concurrency=2).run(iter([b"a" * 5, b"b" * 5, b"c"]))
     assert size == 11
-    assert client.calls == ["create", "complete [1, 2, 3]"]
+    assert client.calls == ["create CRC32", "complete [1, 2, 3]"]
+    assert [p["ChecksumCRC32"] for p in client.completed] == [
+        f"crc{zlib.crc32(body)}" for body in (b"a" * 5, b"b" * 5, b"c")
+    ]
 
 
 def test_multipart_aborts_when_the_source_breaks():
@@ -115,14 +126,14 @@ def test_multipart_aborts_when_the_source_breaks():
     client = FakeS3()
     with pytest.raises(Echo360DownloadError):
         MultipartUpload(client, "b", "k", {}, concurrency=2).run(broken())
-    assert client.calls == ["create", "abort u1"]
+    assert client.calls == ["create CRC32", "abort u1"]
 
 
 def test_multipart_aborts_when_a_part_upload_fails():
     client = FakeS3(fail_part=2)
     with pytest.raises(RuntimeError):
         MultipartUpload(client, "b", "k", {}, concurrency=2).run(iter([b"a", b"b", b"c", b"d"]))
-    assert client.calls == ["create", "abort u1"]
+    assert client.calls == ["create CRC32", "abort u1"]
 
 
 def test_placeholders_come_from_the_request():

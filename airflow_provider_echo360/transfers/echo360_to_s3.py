@@ -126,7 +126,7 @@ class TransferReportToS3Operator(BaseOperator):
             if not self.replace and self.s3.check_for_key(key, self.s3_bucket):
                 self.log.info("s3://%s/%s exists and replace=False: left as it is.", self.s3_bucket, key)
                 continue
-            size = self._copy_asset(index, key)
+            size = self._copy_asset(index, url, key)
             self.log.info("Wrote s3://%s/%s (%d bytes).", self.s3_bucket, key, size)
             written.append(f"s3://{self.s3_bucket}/{key}")
         for outlet in self.outlets:
@@ -157,21 +157,20 @@ class TransferReportToS3Operator(BaseOperator):
             raise Echo360Error(f"Echo360 request {self.request_id} is Available but lists no signed assets.")
         return request
 
-    def _copy_asset(self, index: int, key: str) -> int:
+    def _copy_asset(self, index: int, url: str, key: str) -> int:
         """Copy asset ``index`` to ``key``, starting over (with a fresh URL when needed) on failure."""
-        fresh_url: list[str] = []
+        urls = [url]
 
         def attempt() -> int:
-            url = fresh_url[-1] if fresh_url else self._available_request().signed_assets[index]
             try:
-                with self.echo360.open_asset(url, chunk_size=MIB) as stream:
+                with self.echo360.open_asset(urls[-1], chunk_size=MIB) as stream:
                     chunks = checked_chunks(
                         stream.chunks(), gzip=stream.name.endswith(".gz"), inflate=self.decompress
                     )
                     return self._upload(key, chunks)
             except Echo360AssetUrlExpiredError:
                 self.log.warning("The signed URL of asset %d expired; asking Echo360 for a fresh one.", index)
-                fresh_url.append(self._available_request().signed_assets[index])
+                urls.append(self._available_request().signed_assets[index])
                 raise
 
         retrying = tenacity.Retrying(

@@ -172,7 +172,7 @@ def test_expired_signed_url_is_renewed(env):
     assert s3_bytes(env.client, uri) == env.sandbox.asset_bytes(request_id, uri.rsplit("/", 1)[1])
     stats = env.sandbox.stats()
     assert stats["faults"]["expired-url"] == 1
-    assert stats["calls"]["GET /request/{requestId}"] - before == 3  # first look, asset URL, fresh URL
+    assert stats["calls"]["GET /request/{requestId}"] - before == 2  # first look, then the fresh URL
 
 
 def test_requests_that_are_not_available_fail_clearly(env):

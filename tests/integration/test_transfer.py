@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import gzip
 import time
+import zlib
 from collections import defaultdict
 from types import SimpleNamespace
 
@@ -109,6 +111,16 @@ def test_each_delimiter_and_compression_lands_byte_identical(env, delimiter, com
     assert s3_bytes(env.client, uri) == served
     header = (gzip.decompress(served) if compression else served).split(b"\n", 1)[0].decode()
     assert header.split(delimiter)[0] == '"videoId"'
+
+
+def test_objects_carry_the_crc32_s3_checked_on_every_part(env):
+    request_id = ready_request(env.hook, "videoview", WINDOW)
+    (uri,) = transfer(request_id, "checksum/")
+    key = uri.removeprefix(f"s3://{BUCKET}/")
+    head = env.client.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
+    part_crc = zlib.crc32(env.sandbox.asset_bytes(request_id, key.rsplit("/", 1)[1])).to_bytes(4, "big")
+    composite = base64.b64encode(zlib.crc32(part_crc).to_bytes(4, "big")).decode()  # one part
+    assert head["ChecksumCRC32"].split("-")[0] == composite  # S3 adds "-<parts>"; moto does not
 
 
 def test_decompress_stores_plain_csv(env):

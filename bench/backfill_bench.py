@@ -190,14 +190,14 @@ def breakdown(r: dict[str, Any]) -> dict[str, Any]:
     """Provider way: the mean of each step of a slot's life (s), from task instance and request times.
 
     ``start_to_submit``: submit task start to its request's submission (task start-up, API calls);
-    ``ready_to_resume_queued``: request Available to the deferred task queued again (the trigger's poll,
-    the triggerer's event, the scheduler); ``resume_run``: queued to the end of the resumed task (worker
-    start-up, ``execute_complete``); ``end_to_next_start``: a submit task's end to the start of the next
-    submit task in the pool (the scheduler's pick-up), over the sorted ends and starts.
+    ``ready_to_end``: request Available to the submit task's end (the trigger's next poll, then the
+    triggerer ends the task); ``end_to_next_start``: a submit task's end to the start of the next submit
+    task in the pool (the scheduler's pick-up, the executor, the task process's start), over the sorted
+    ends and starts.
     """
     T = r["processing_seconds"]
     by_key = {(q["reportName"], q["parameters"].get("start")): q for q in r["sandbox_requests"]}
-    steps: dict[str, list[float]] = {"start_to_submit": [], "ready_to_resume_queued": [], "resume_run": []}
+    steps: dict[str, list[float]] = {"start_to_submit": [], "ready_to_end": []}
     starts, ends = [], []
     for ti in r["task_instances"]:
         if not ti["task_id"].startswith("submit_") or ti["state"] != "success":
@@ -206,17 +206,11 @@ def breakdown(r: dict[str, Any]) -> dict[str, Any]:
         request = by_key.get((ti["task_id"].removeprefix("submit_"), day))
         if request is None:
             continue
-        start, end, queued, created = (
-            ts(ti["start_date"]),
-            ts(ti["end_date"]),
-            ts(ti["queued_when"]),
-            ts(request["created"]),
-        )
+        start, end, created = ts(ti["start_date"]), ts(ti["end_date"]), ts(request["created"])
         starts.append(start)
         ends.append(end)
         steps["start_to_submit"].append(created - start)
-        steps["ready_to_resume_queued"].append(queued - (created + T))
-        steps["resume_run"].append(end - queued)
+        steps["ready_to_end"].append(end - (created + T))
     if not starts:
         return {}
     starts.sort()

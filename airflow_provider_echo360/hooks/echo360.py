@@ -463,7 +463,7 @@ class Echo360Hook(BaseHook):
 
     def count_in_flight(self) -> int:
         """How many of the institution's requests are ``Pending`` (the API allows 3)."""
-        return sum(1 for request in self.get_requests() if request.is_pending)
+        return in_flight(self.get_requests())
 
     def submit_request(
         self,
@@ -582,7 +582,7 @@ class Echo360Hook(BaseHook):
 
     async def acount_in_flight(self) -> int:
         """Async :meth:`count_in_flight`."""
-        return sum(1 for request in await self.aget_requests() if request.is_pending)
+        return in_flight(await self.aget_requests())
 
     # -- retries ---------------------------------------------------------------------------------
 
@@ -829,6 +829,11 @@ def _report_list(data: Any) -> list[dict[str, Any]]:
 def _request_list(data: Any) -> list[ReportRequest]:
     items = data.get("requests", []) if isinstance(data, Mapping) else data
     return [ReportRequest.from_api(item) for item in items or [] if isinstance(item, Mapping)]
+
+
+def in_flight(requests: Iterable[ReportRequest]) -> int:
+    """How many of these requests are ``Pending``: what counts against the API's cap of 3."""
+    return sum(1 for request in requests if request.is_pending)
 
 
 def reusable_request(

@@ -18,6 +18,7 @@ from airflow_provider_echo360.hooks.echo360 import (
     Echo360InFlightLimitError,
     Echo360ValidationError,
     ReportRequest,
+    in_flight,
     reusable_request,
 )
 from airflow_provider_echo360.reports import (
@@ -145,7 +146,7 @@ class SubmitReportOperator(BaseOperator):
                 "Adopting request %s (%s): same report and parameters.", request.request_id, request.status
             )
         else:
-            request = self._submit(parameters, sum(1 for r in requests_now if r.is_pending))
+            request = self._submit(parameters, in_flight(requests_now))
         return self._wait(context, request, parameters, self.max_resubmits)
 
     # -- parameters ----------------------------------------------------------------------------

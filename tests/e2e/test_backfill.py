@@ -13,6 +13,7 @@ from devtools.environment import DAILY_DAG, DEFAULT_REPORTS, Echo360Environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 DAYS = 14
+SPLIT_DAG = "echo360_split_sensor"
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +73,23 @@ def test_a_cleared_submit_reruns_without_a_new_submission(backfilled):
     tries = env.stack.task_tries(DAILY_DAG, run_id, "submit_videoview")
     assert len(tries) >= 2  # it really ran again
     assert env.sandbox.stats()["submitted"] == submitted_before
+
+
+def test_the_split_shape_ends_its_sensor_in_the_triggerer(backfilled):
+    """Submit without waiting, then ReportStatusSensor: deferred, ended by its trigger, then the transfer."""
+    env, _, last_day = backfilled
+    day = last_day - dt.timedelta(days=DAYS + 2)  # a window the daily backfill did not request
+    run_date = f"{day + dt.timedelta(days=1)}T00:00:00Z"  # a run is dated at its interval's end
+    env.stack.unpause(SPLIT_DAG)
+    env.stack.create_backfill(SPLIT_DAG, run_date, run_date, max_active_runs=1)
+    (run,) = env.stack.wait_for_runs(SPLIT_DAG, 1, timeout=300, run_type="backfill")
+    states = {ti["task_id"]: ti["state"] for ti in env.stack.task_instances(SPLIT_DAG, run["dag_run_id"])}
+    tasks = ("submit_videoview", "wait_for_videoview", "transfer_videoview")
+    assert states == dict.fromkeys(tasks, "success")
+    request_id = env.stack.xcom(SPLIT_DAG, run["dag_run_id"], "submit_videoview")
+    # The sensor pushed its result before deferring; the trigger's TaskSuccessEvent carried none.
+    assert env.stack.xcom(SPLIT_DAG, run["dag_run_id"], "wait_for_videoview") == request_id
+    assert len(env.stack.task_tries(SPLIT_DAG, run["dag_run_id"], "wait_for_videoview")) == 1
+    (obj,) = [obj for obj in env.landed("echo360/videoview/") if obj.request_id == request_id]
+    assert obj.start == day.isoformat()
+    assert obj.body == env.served_bytes(obj)

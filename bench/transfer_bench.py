@@ -159,8 +159,9 @@ def main() -> None:
 
 
 def clear_bucket(s3: MotoServer) -> None:
-    for obj in s3.client().list_objects_v2(Bucket=BUCKET).get("Contents", []):
-        s3.client().delete_object(Bucket=BUCKET, Key=obj["Key"])
+    client = s3.client()
+    for obj in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+        client.delete_object(Bucket=BUCKET, Key=obj["Key"])
 
 
 def report(results: list[dict], ways: list[str]) -> None:

@@ -53,9 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                 while True:
                     time.sleep(3600)
             except KeyboardInterrupt:
-                signal.signal(
-                    signal.SIGINT, signal.SIG_IGN
-                )  # a second Ctrl-C must not cut the clean-up short
+                # A second Ctrl-C must not cut the clean-up short.
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
                 say("Stopping ...")
     say(f"Done in {time.monotonic() - started:.0f}s; everything it started is stopped.")
     return 0 if ok else 1

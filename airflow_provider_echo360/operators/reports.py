@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any, NoReturn
 
-from airflow.sdk import BaseOperator, BaseXCom, Context
+from airflow.sdk import BaseOperator, Context
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowRescheduleException
 
@@ -28,7 +28,7 @@ from airflow_provider_echo360.reports import (
     validate_output,
     validate_parameters,
 )
-from airflow_provider_echo360.triggers.reports import RESUBMITTABLE, ReportStatusTrigger, raise_for_event
+from airflow_provider_echo360.triggers.reports import RESUBMITTABLE, defer_until_available, raise_for_event
 
 #: The API's cap on requests in flight per institution.
 MAX_IN_FLIGHT = 3
@@ -211,16 +211,13 @@ class SubmitReportOperator(BaseOperator):
             return self._settle(context, request.request_id, request.status, parameters, resubmits_left)
         deadline = time.time() + self.timeout.total_seconds()
         if self.deferrable:
-            # The trigger ends the task itself when the report is ready: the result must be in XCom now.
-            context["ti"].xcom_push(key=BaseXCom.XCOM_RETURN_KEY, value=request.request_id)
-            self.defer(
-                trigger=ReportStatusTrigger(
-                    request_id=request.request_id,
-                    echo360_conn_id=self.echo360_conn_id,
-                    poll_interval=self.poll_interval,
-                    deadline=deadline,
-                    end_task_when_available=True,
-                ),
+            defer_until_available(
+                self,
+                context,
+                request_id=request.request_id,
+                echo360_conn_id=self.echo360_conn_id,
+                poll_interval=self.poll_interval,
+                deadline=deadline,
                 method_name="execute_complete",
                 kwargs={"parameters": dict(parameters), "resubmits_left": resubmits_left},
             )

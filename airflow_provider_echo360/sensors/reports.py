@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator, BaseXCom, Context, PokeReturnValue
+from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_echo360.hooks.echo360 import FAILED_STATUSES, Echo360Hook, check_request_id
-from airflow_provider_echo360.triggers.reports import TIMEOUT, ReportStatusTrigger, raise_for_event
+from airflow_provider_echo360.triggers.reports import TIMEOUT, defer_until_available, raise_for_event
 
 
 class ReportStatusSensor(BaseSensorOperator):
@@ -58,16 +58,13 @@ class ReportStatusSensor(BaseSensorOperator):
         done = self.poke(context)  # already ready (or failed): no need to defer
         if done.is_done:
             return done.xcom_value
-        # The trigger ends the task itself when the report is ready: the result must be in XCom now.
-        context["ti"].xcom_push(key=BaseXCom.XCOM_RETURN_KEY, value=self.request_id)
-        self.defer(
-            trigger=ReportStatusTrigger(
-                request_id=self.request_id,
-                echo360_conn_id=self.echo360_conn_id,
-                poll_interval=self.poke_interval,
-                deadline=time.time() + self.timeout,
-                end_task_when_available=True,
-            ),
+        defer_until_available(
+            self,
+            context,
+            request_id=self.request_id,
+            echo360_conn_id=self.echo360_conn_id,
+            poll_interval=self.poke_interval,
+            deadline=time.time() + self.timeout,
             method_name="execute_complete",
             # A little later than the trigger's own deadline, so the trigger's clear event wins.
             timeout=dt.timedelta(seconds=self.timeout + 2 * self.poke_interval + 60),

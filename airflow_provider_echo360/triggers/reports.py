@@ -6,8 +6,9 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
+from airflow.sdk import BaseOperator, BaseXCom, Context
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_provider_echo360.hooks.echo360 import (
@@ -43,6 +44,32 @@ def raise_for_event(event: Mapping[str, Any]) -> str:
     raise Echo360WaitError(
         f"Waiting for Echo360 request {request_id} ended ({status}): {event.get('message')}"
     )
+
+
+def defer_until_available(
+    task: BaseOperator,
+    context: Context,
+    *,
+    request_id: str,
+    echo360_conn_id: str,
+    poll_interval: float,
+    deadline: float,
+    **defer_kwargs: Any,
+) -> NoReturn:
+    """Defer ``task`` on a :class:`ReportStatusTrigger` that ends it in the triggerer once ``Available``.
+
+    The task's result, the request id, goes to XCom first: the trigger's ``TaskSuccessEvent`` carries
+    none. Any other outcome resumes the task with ``defer_kwargs`` (``method_name``, ``kwargs``, ...).
+    """
+    context["ti"].xcom_push(key=BaseXCom.XCOM_RETURN_KEY, value=request_id)
+    trigger = ReportStatusTrigger(
+        request_id=request_id,
+        echo360_conn_id=echo360_conn_id,
+        poll_interval=poll_interval,
+        deadline=deadline,
+        end_task_when_available=True,
+    )
+    task.defer(trigger=trigger, **defer_kwargs)
 
 
 class ReportStatusTrigger(BaseTrigger):

@@ -10,9 +10,9 @@ INTEGRATION = "Echo360"
 # Every module of each role, as Airflow's provider registry lists them.
 _MODULES = {
     "hooks": ["airflow_provider_echo360.hooks.echo360"],
-    "operators": ["airflow_provider_echo360.operators.reports"],
-    "sensors": ["airflow_provider_echo360.sensors.reports"],
-    "triggers": ["airflow_provider_echo360.triggers.reports"],
+    "operators": ["airflow_provider_echo360.operators.echo360"],
+    "sensors": ["airflow_provider_echo360.sensors.echo360"],
+    "triggers": ["airflow_provider_echo360.triggers.echo360"],
 }
 _TRANSFERS = [
     {

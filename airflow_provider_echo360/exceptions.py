@@ -69,3 +69,10 @@ class Echo360RequestFailedError(Echo360Error, AirflowFailException):
             "Echo360 support with the id",
         }.get(status, "the report is not available")
         super().__init__(message or f"Echo360 report request {request_id} is {status}: {advice}.")
+
+
+class Echo360WaitError(Echo360Error):
+    """Waiting for a request ended without an answer (deadline, or the API unreachable for too long).
+
+    A task retry is worthwhile: it adopts the same request and waits again.
+    """

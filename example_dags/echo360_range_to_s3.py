@@ -10,7 +10,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param, Variable, task
 
-from airflow_provider_echo360.operators.reports import SubmitReportOperator
+from airflow_provider_echo360.operators.echo360 import SubmitReportOperator
 from airflow_provider_echo360.reports import format_date, split_windows
 from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
 

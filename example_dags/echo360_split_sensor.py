@@ -11,8 +11,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Variable
 
-from airflow_provider_echo360.operators.reports import SubmitReportOperator
-from airflow_provider_echo360.sensors.reports import ReportStatusSensor
+from airflow_provider_echo360.operators.echo360 import SubmitReportOperator
+from airflow_provider_echo360.sensors.echo360 import ReportStatusSensor
 from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
 
 POOL = Variable.get("echo360_pool", default="echo360_reports")

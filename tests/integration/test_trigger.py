@@ -11,7 +11,7 @@ from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
 from airflow_provider_echo360.sandbox.process import SandboxProcess
-from airflow_provider_echo360.triggers.reports import ReportStatusTrigger
+from airflow_provider_echo360.triggers.echo360 import ReportStatusTrigger
 
 pytestmark = pytest.mark.integration
 WINDOW = {"start": "2024-01-01", "end": "2024-01-02"}

@@ -10,11 +10,12 @@ import pendulum
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, TaskDeferred
 
+from airflow_provider_echo360.exceptions import Echo360WaitError
 from airflow_provider_echo360.hooks.echo360 import Echo360InFlightLimitError, ReportRequest
-from airflow_provider_echo360.operators.reports import SubmitReportOperator, default_window
+from airflow_provider_echo360.operators.echo360 import SubmitReportOperator, default_window
 from airflow_provider_echo360.reports import RangeTooLongError, UnexpectedParameterError, UnknownReportError
-from airflow_provider_echo360.sensors.reports import ReportStatusSensor
-from airflow_provider_echo360.triggers.reports import Echo360WaitError, ReportStatusTrigger
+from airflow_provider_echo360.sensors.echo360 import ReportStatusSensor
+from airflow_provider_echo360.triggers.echo360 import ReportStatusTrigger
 
 WINDOW = {"start": "2024-03-01", "end": "2024-03-02"}
 
@@ -226,7 +227,7 @@ def test_trigger_serialization_round_trip():
         "r1", "conn", poll_interval=3.0, deadline=123.0, max_outage_seconds=9.0, end_task_when_available=True
     )
     path, kwargs = trigger.serialize()
-    assert path == "airflow_provider_echo360.triggers.reports.ReportStatusTrigger"
+    assert path == "airflow_provider_echo360.triggers.echo360.ReportStatusTrigger"
     assert ReportStatusTrigger(**kwargs) == trigger
     assert kwargs == {
         "request_id": "r1",

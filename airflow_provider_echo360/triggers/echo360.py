@@ -5,71 +5,21 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator
+from typing import Any
 
-from airflow.sdk import BaseOperator, BaseXCom, Context
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_provider_echo360.hooks.echo360 import (
     AVAILABLE,
-    FAILED_STATUSES,
     Echo360Error,
     Echo360Hook,
-    Echo360RequestFailedError,
     Echo360TransientError,
 )
 
 #: Event statuses besides the API's own terminal ones.
 TIMEOUT = "timeout"
 ERROR = "error"
-#: Terminal statuses that a new submission of the same request may cure (the vendor: "try again").
-RESUBMITTABLE = ("Failed", "Missing")
-
-
-class Echo360WaitError(Echo360Error):
-    """Waiting for a request ended without an answer (deadline, or the API unreachable for too long).
-
-    A task retry is worthwhile: it adopts the same request and waits again.
-    """
-
-
-def raise_for_event(event: Mapping[str, Any]) -> str:
-    """Return the request id of an ``Available`` event; raise a clear error for any other."""
-    status, request_id = event.get("status"), str(event.get("request_id"))
-    if status == AVAILABLE:
-        return request_id
-    if status in FAILED_STATUSES:
-        raise Echo360RequestFailedError(request_id, str(status))
-    raise Echo360WaitError(
-        f"Waiting for Echo360 request {request_id} ended ({status}): {event.get('message')}"
-    )
-
-
-def defer_until_available(
-    task: BaseOperator,
-    context: Context,
-    *,
-    request_id: str,
-    echo360_conn_id: str,
-    poll_interval: float,
-    deadline: float,
-    **defer_kwargs: Any,
-) -> NoReturn:
-    """Defer ``task`` on a :class:`ReportStatusTrigger` that ends it in the triggerer once ``Available``.
-
-    The task's result, the request id, goes to XCom first: the trigger's ``TaskSuccessEvent`` carries
-    none. Any other outcome resumes the task with ``defer_kwargs`` (``method_name``, ``kwargs``, ...).
-    """
-    context["ti"].xcom_push(key=BaseXCom.XCOM_RETURN_KEY, value=request_id)
-    trigger = ReportStatusTrigger(
-        request_id=request_id,
-        echo360_conn_id=echo360_conn_id,
-        poll_interval=poll_interval,
-        deadline=deadline,
-        end_task_when_available=True,
-    )
-    task.defer(trigger=trigger, **defer_kwargs)
 
 
 class ReportStatusTrigger(BaseTrigger):

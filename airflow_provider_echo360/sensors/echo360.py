@@ -12,7 +12,8 @@ from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_echo360.hooks.echo360 import FAILED_STATUSES, Echo360Hook, check_request_id
-from airflow_provider_echo360.triggers.reports import TIMEOUT, defer_until_available, raise_for_event
+from airflow_provider_echo360.operators.echo360 import defer_until_available, raise_for_event
+from airflow_provider_echo360.triggers.echo360 import TIMEOUT
 
 
 class ReportStatusSensor(BaseSensorOperator):

@@ -8,12 +8,14 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any, NoReturn
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import BaseOperator, BaseXCom, Context
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowRescheduleException
 
+from airflow_provider_echo360.exceptions import Echo360RequestFailedError, Echo360WaitError
 from airflow_provider_echo360.hooks.echo360 import (
     AVAILABLE,
+    FAILED_STATUSES,
     Echo360Hook,
     Echo360InFlightLimitError,
     Echo360ValidationError,
@@ -28,7 +30,7 @@ from airflow_provider_echo360.reports import (
     validate_output,
     validate_parameters,
 )
-from airflow_provider_echo360.triggers.reports import RESUBMITTABLE, defer_until_available, raise_for_event
+from airflow_provider_echo360.triggers.echo360 import ReportStatusTrigger
 
 #: The API's cap on requests in flight per institution.
 MAX_IN_FLIGHT = 3
@@ -36,6 +38,46 @@ MAX_IN_FLIGHT = 3
 #: undated ones (``asset``) are snapshots, so a day-old one is not what a new run asks for.
 REUSE_DATED = dt.timedelta(days=13)
 REUSE_UNDATED = dt.timedelta(hours=12)
+#: Terminal statuses that a new submission of the same request may cure (the vendor: "try again").
+RESUBMITTABLE = ("Failed", "Missing")
+
+
+def raise_for_event(event: Mapping[str, Any]) -> str:
+    """Return the request id of an ``Available`` event; raise a clear error for any other."""
+    status, request_id = event.get("status"), str(event.get("request_id"))
+    if status == AVAILABLE:
+        return request_id
+    if status in FAILED_STATUSES:
+        raise Echo360RequestFailedError(request_id, str(status))
+    raise Echo360WaitError(
+        f"Waiting for Echo360 request {request_id} ended ({status}): {event.get('message')}"
+    )
+
+
+def defer_until_available(
+    task: BaseOperator,
+    context: Context,
+    *,
+    request_id: str,
+    echo360_conn_id: str,
+    poll_interval: float,
+    deadline: float,
+    **defer_kwargs: Any,
+) -> NoReturn:
+    """Defer ``task`` on a :class:`ReportStatusTrigger` that ends it in the triggerer once ``Available``.
+
+    The task's result, the request id, goes to XCom first: the trigger's ``TaskSuccessEvent`` carries
+    none. Any other outcome resumes the task with ``defer_kwargs`` (``method_name``, ``kwargs``, ...).
+    """
+    context["ti"].xcom_push(key=BaseXCom.XCOM_RETURN_KEY, value=request_id)
+    trigger = ReportStatusTrigger(
+        request_id=request_id,
+        echo360_conn_id=echo360_conn_id,
+        poll_interval=poll_interval,
+        deadline=deadline,
+        end_task_when_available=True,
+    )
+    task.defer(trigger=trigger, **defer_kwargs)
 
 
 class SubmitReportOperator(BaseOperator):

@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from echo360_sandbox.process import SandboxProcess
 
-from airflow_provider_echo360.sandbox.process import SandboxProcess
 from devtools.airflow_stack import AirflowStack
 from devtools.environment import BUCKET, DAILY_DAG, DEFAULT_REPORTS, EXAMPLE_DAGS, POOL, Echo360Environment
 from devtools.moto_server import MotoServer

@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 
 import requests
+from echo360_sandbox.process import SandboxProcess
 
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
-from airflow_provider_echo360.sandbox.process import SandboxProcess
 from devtools.moto_server import MotoServer
 
 BUCKET = "bench"

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_echo360.sandbox.process import SandboxProcess
+from echo360_sandbox.process import SandboxProcess
+
 from devtools.airflow_stack import AirflowStack
 from devtools.moto_server import MotoServer
 

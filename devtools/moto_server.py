@@ -14,8 +14,7 @@ from typing import Any
 
 import boto3
 import requests
-
-from airflow_provider_echo360.sandbox.process import free_port
+from echo360_sandbox.process import free_port
 
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"

@@ -1,7 +1,7 @@
 """Fixtures shared by every test suite.
 
 The sandbox fixtures start the Echo360 sandbox as a real process on loopback
-(:class:`~airflow_provider_echo360.sandbox.process.SandboxProcess`).
+(:class:`~echo360_sandbox.process.SandboxProcess`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="echo360-tests-air
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 import pytest  # noqa: E402
-
-from airflow_provider_echo360.sandbox.process import SandboxProcess  # noqa: E402
+from echo360_sandbox.process import SandboxProcess  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ import datetime as dt
 import time
 
 import pytest
+from echo360_sandbox.state import submission_key
 
-from airflow_provider_echo360.sandbox.state import submission_key
 from devtools.environment import DAILY_DAG, DEFAULT_REPORTS, Echo360Environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]

@@ -18,8 +18,8 @@ from collections import Counter
 import psycopg2
 import pytest
 from cryptography.fernet import Fernet
+from echo360_sandbox.state import submission_key
 
-from airflow_provider_echo360.sandbox.state import submission_key
 from devtools.environment import BUCKET, DEFAULT_REPORTS, Echo360Environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]

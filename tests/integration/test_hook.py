@@ -11,6 +11,7 @@ import time
 
 import pytest
 from airflow.sdk.log import redact
+from echo360_sandbox.process import SandboxProcess
 
 from airflow_provider_echo360.hooks.echo360 import (
     _SHARED,
@@ -19,7 +20,6 @@ from airflow_provider_echo360.hooks.echo360 import (
     Echo360InFlightLimitError,
     Echo360RequestNotFoundError,
 )
-from airflow_provider_echo360.sandbox.process import SandboxProcess
 
 pytestmark = pytest.mark.integration
 

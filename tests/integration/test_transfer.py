@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
+from echo360_sandbox.process import SandboxProcess
 
 from airflow_provider_echo360.hooks.echo360 import Echo360DownloadError, Echo360Hook
 from airflow_provider_echo360.reports import CATALOG
-from airflow_provider_echo360.sandbox.process import SandboxProcess
 from airflow_provider_echo360.transfers.echo360_to_s3 import (
     Echo360ReportNotReadyError,
     TransferReportToS3Operator,

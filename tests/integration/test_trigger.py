@@ -8,9 +8,9 @@ import time
 
 import pytest
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
+from echo360_sandbox.process import SandboxProcess
 
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
-from airflow_provider_echo360.sandbox.process import SandboxProcess
 from airflow_provider_echo360.triggers.echo360 import ReportStatusTrigger
 
 pytestmark = pytest.mark.integration

@@ -95,6 +95,6 @@ def test_every_connection_and_variable_the_dags_need_is_set():
 
 def test_the_sandbox_listens_where_the_connection_points():
     sandbox = COMPOSE["services"]["sandbox"]
-    assert sandbox["entrypoint"] == ["python", "-m", "airflow_provider_echo360.sandbox"]
+    assert sandbox["entrypoint"] == ["python", "-m", "echo360_sandbox"]
     assert sandbox["command"][:4] == ["--host", "0.0.0.0", "--port", "8081"]
     assert "8080:8080" in sandbox["ports"]

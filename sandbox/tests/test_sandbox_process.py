@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from airflow_provider_echo360.sandbox.process import SandboxProcess, SandboxStartError, to_flags
+from echo360_sandbox.process import SandboxProcess, SandboxStartError, to_flags
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ def wait_gone(pid: int, timeout: float = 10) -> bool:
 
 def test_help_shows_every_option_with_its_default() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_echo360.sandbox", "--help"],
+        [sys.executable, "-m", "echo360_sandbox", "--help"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -124,7 +124,7 @@ def test_the_sandbox_exits_when_its_parent_is_killed() -> None:
     parent_code = textwrap.dedent(
         """
         import time
-        from airflow_provider_echo360.sandbox.process import SandboxProcess
+        from echo360_sandbox.process import SandboxProcess
         sandbox = SandboxProcess.start(processing_seconds=1)
         print(sandbox.pid, flush=True)
         time.sleep(120)

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_echo360.reports import CATALOG
-from airflow_provider_echo360.sandbox.config import (
+from echo360_sandbox.config import (
     API_ONLY_FAULTS,
     DOWNLOAD_ONLY_FAULTS,
     FAULT_KINDS,
     STATUSES,
     SandboxConfig,
 )
-from airflow_provider_echo360.sandbox.data import AssetSpec, asset_count, asset_names, report_days
+from echo360_sandbox.data import AssetSpec, asset_count, asset_names, report_days
 
 RATE_WINDOW_SECONDS = 60.0
 _FAULT_SETTINGS = (

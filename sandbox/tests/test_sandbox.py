@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from airflow_provider_echo360.reports import CATALOG, one_year_before
-from airflow_provider_echo360.sandbox.process import SandboxProcess
-from airflow_provider_echo360.sandbox.state import submission_key
+from echo360_sandbox.process import SandboxProcess
+from echo360_sandbox.state import submission_key
 
 pytestmark = pytest.mark.integration
 

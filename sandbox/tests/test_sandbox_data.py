@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from airflow_provider_echo360.reports import CATALOG, DELIMITERS
-from airflow_provider_echo360.sandbox.process import SandboxProcess
+from echo360_sandbox.process import SandboxProcess
 
 pytestmark = pytest.mark.integration
 

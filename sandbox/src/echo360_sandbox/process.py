@@ -175,7 +175,7 @@ class SandboxProcess:
         command = [
             sys.executable,
             "-m",
-            "airflow_provider_echo360.sandbox",
+            "echo360_sandbox",
             "--host",
             self.host,
             "--port",

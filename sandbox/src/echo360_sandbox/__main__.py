@@ -1,4 +1,4 @@
-"""Run the sandbox: ``python -m airflow_provider_echo360.sandbox --port 8360`` (``--help``: all options)."""
+"""Run the sandbox: ``python -m echo360_sandbox --port 8360`` (``--help``: all options)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from airflow_provider_echo360.sandbox.config import (
+from echo360_sandbox.config import (
     FAULT_KINDS,
     FAULT_TARGETS,
     ConfigError,
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line, every option with its default shown by ``--help``."""
     d = _DEFAULTS
     p = argparse.ArgumentParser(
-        prog="python -m airflow_provider_echo360.sandbox",
+        prog="python -m echo360_sandbox",
         description="A local emulator of the Echo360 Reporting API (FastAPI + uvicorn). "
         "Control endpoints under /_sandbox (stats, faults, reset, ...); OpenAPI at /openapi.json.",
         formatter_class=_HelpFormatter,
@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("_AIRFLOW__AS_LIBRARY", "1")
     import uvicorn
 
-    from airflow_provider_echo360.sandbox.app import create_app
+    from echo360_sandbox.app import create_app
 
     app = create_app(config)
     if args.parent_pid:

@@ -53,9 +53,9 @@ from airflow_provider_echo360.reports import (
     validate_output,
     validate_parameters,
 )
-from airflow_provider_echo360.sandbox.config import ConfigError, SandboxConfig
-from airflow_provider_echo360.sandbox.data import AssetFile, AssetSpec, AssetStore
-from airflow_provider_echo360.sandbox.state import (
+from echo360_sandbox.config import ConfigError, SandboxConfig
+from echo360_sandbox.data import AssetFile, AssetSpec, AssetStore
+from echo360_sandbox.state import (
     InFlightLimitReached,
     ReportRequest,
     SandboxState,

@@ -1,0 +1,35 @@
+"""Fixtures of the sandbox's own tests: the sandbox as a real process on loopback, nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from echo360_sandbox.process import SandboxProcess
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[SandboxProcess]:
+    """One sandbox for the whole session: requests Pending for 1 s, no rate limit, small reports.
+
+    Shared: call ``sandbox.reset(faults=True, config=True)`` before relying on its state.
+    """
+    with SandboxProcess(processing_seconds=1, rate_limit=0, rows_per_day=50) as started:
+        yield started
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[Callable[..., SandboxProcess]]:
+    """A factory of fresh sandboxes, ``make_sandbox(**options)``; each is stopped at teardown."""
+    started: list[SandboxProcess] = []
+
+    def make(**options: Any) -> SandboxProcess:
+        process = SandboxProcess.start(**options)
+        started.append(process)
+        return process
+
+    yield make
+    for process in started:
+        process.stop()

@@ -9,7 +9,11 @@ __version__ = "0.1.0"
 INTEGRATION = "Echo360"
 # Every module of each role, as Airflow's provider registry lists them.
 _MODULES = {
-    "hooks": ["airflow_provider_echo360.hooks.echo360"],
+    "hooks": [
+        "airflow_provider_echo360.hooks.echo360",
+        "airflow_provider_echo360.hooks.model",
+        "airflow_provider_echo360.hooks.transport",
+    ],
     "operators": ["airflow_provider_echo360.operators.echo360"],
     "sensors": ["airflow_provider_echo360.sensors.echo360"],
     "triggers": ["airflow_provider_echo360.triggers.echo360"],

@@ -19,8 +19,39 @@ class Echo360AuthError(Echo360Error, AirflowFailException):
     """The API refused the connection's credentials (retrying with the same ones cannot help)."""
 
 
-class Echo360InFlightLimitError(Echo360Error):
-    """The API refused a submission because the institution already has 3 reports in flight."""
+class Echo360SubmissionRefusedError(Echo360Error):
+    """The API refused a submission with a 4xx (other than 401 and 404).
+
+    Which status and which words refuse a 4th request in flight is undocumented, so the hook cannot
+    tell that refusal from any other: the operator decides by the state of the institution.
+
+    :param status_code: the HTTP status of the answer.
+    :param message: the API's own message.
+    """
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(f"Echo360 refused the submission ({status_code}): {message}")
+        self.http_status = status_code
+        self.api_message = message
+
+
+class Echo360TransientError(Echo360Error):
+    """The API kept answering 5xx/429, or the network kept failing, through every retry.
+
+    :param http_status: the last answer's status, or ``None`` when the network failed.
+    """
+
+    def __init__(self, message: str, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class Echo360AssetUrlExpiredError(Echo360Error):
+    """A signed asset URL was refused (403): it expired or its signature no longer holds."""
+
+
+class Echo360DownloadError(Echo360Error):
+    """An asset download failed, broke off or delivered fewer bytes than announced: start it over."""
 
 
 class Echo360ApiError(Echo360Error, AirflowFailException):
@@ -34,6 +65,10 @@ class Echo360ApiError(Echo360Error, AirflowFailException):
         super().__init__(f"Echo360 API answered {status_code}: {message}")
         self.http_status = status_code
         self.api_message = message
+
+
+class Echo360RequestNotFoundError(Echo360ApiError):
+    """The API knows no request with this id (retrying cannot help)."""
 
 
 class Echo360ValidationError(Echo360Error, AirflowFailException, ValueError):

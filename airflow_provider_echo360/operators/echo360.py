@@ -1,10 +1,14 @@
-"""SubmitReportOperator: get an Echo360 report requested and, by default, ready."""
+"""SubmitReportOperator: get an Echo360 report requested and, by default, ready.
+
+Beside it, the rules it applies to the API's state: which existing request may be adopted, how many
+are in flight, and what a refused submission means.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any, NoReturn
 
@@ -12,16 +16,22 @@ from airflow.sdk import BaseOperator, BaseXCom, Context
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowRescheduleException
 
-from airflow_provider_echo360.exceptions import Echo360RequestFailedError, Echo360WaitError
-from airflow_provider_echo360.hooks.echo360 import (
-    AVAILABLE,
-    FAILED_STATUSES,
-    Echo360Hook,
-    Echo360InFlightLimitError,
+from airflow_provider_echo360.exceptions import (
+    Echo360ApiError,
+    Echo360RequestFailedError,
+    Echo360SubmissionRefusedError,
     Echo360ValidationError,
+    Echo360WaitError,
+)
+from airflow_provider_echo360.hooks.echo360 import Echo360Hook
+from airflow_provider_echo360.hooks.model import (
+    FAILED_STATUSES,
+    REPORT_ALIASES,
+    RESUBMITTABLE,
+    OutputOptions,
     ReportRequest,
-    in_flight,
-    reusable_request,
+    ReportStatus,
+    parse_status,
 )
 from airflow_provider_echo360.reports import (
     CATALOG,
@@ -38,17 +48,63 @@ MAX_IN_FLIGHT = 3
 #: undated ones (``asset``) are snapshots, so a day-old one is not what a new run asks for.
 REUSE_DATED = dt.timedelta(days=13)
 REUSE_UNDATED = dt.timedelta(hours=12)
-#: Terminal statuses that a new submission of the same request may cure (the vendor: "try again").
-RESUBMITTABLE = ("Failed", "Missing")
+#: Assets are deleted 14 days after submission: never adopt a request older than this.
+REUSABLE_AGE = dt.timedelta(days=13)
+
+Seconds = dt.timedelta | float
+
+
+def seconds(value: Seconds) -> float:
+    """A duration given as a ``timedelta`` or as seconds, in seconds (as Airflow's sensors take them)."""
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+def in_flight(requests: Iterable[ReportRequest]) -> int:
+    """How many of these requests are in progress: what counts against the API's cap of 3."""
+    return sum(1 for request in requests if request.in_progress)
+
+
+def reusable_request(
+    requests_now: Iterable[ReportRequest],
+    report_name: str,
+    parameters: Mapping[str, str],
+    output: OutputOptions,
+    *,
+    max_age: dt.timedelta = REUSABLE_AGE,
+    now: dt.datetime | None = None,
+) -> ReportRequest | None:
+    """The newest request for the same report and parameters that is still worth adopting.
+
+    In-progress requests qualify, and ``Available`` ones younger than ``max_age`` whose asset names
+    agree with the compression asked for. A request whose output options the API shows must match
+    them exactly; one whose options it does not show is returned only if ``Available`` (its caller
+    checks its bytes, see :meth:`SubmitReportOperator._confirm_output`): a ``Pending`` one might
+    have another delimiter, and nothing could tell until it is ready.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+
+    def fits(request: ReportRequest) -> bool:
+        if request.report_name != report_name or dict(request.parameters) != dict(parameters):
+            return False
+        if request.output is not None and request.output != output:
+            return False
+        if request.in_progress:
+            return request.output is not None
+        recent = request.created is None or now - request.created < min(max_age, REUSABLE_AGE)
+        gzipped = all(name.endswith(".gz") == output.compression for name in request.assets)
+        return request.is_available and recent and gzipped
+
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+    return max(filter(fits, requests_now), key=lambda r: r.created or epoch, default=None)
 
 
 def raise_for_event(event: Mapping[str, Any]) -> str:
     """Return the request id of an ``Available`` event; raise a clear error for any other."""
-    status, request_id = event.get("status"), str(event.get("request_id"))
-    if status == AVAILABLE:
+    status, request_id = str(event.get("status")), str(event.get("request_id"))
+    if status == ReportStatus.AVAILABLE.value:
         return request_id
-    if status in FAILED_STATUSES:
-        raise Echo360RequestFailedError(request_id, str(status))
+    if parse_status(status) in FAILED_STATUSES:
+        raise Echo360RequestFailedError(request_id, status)
     raise Echo360WaitError(
         f"Waiting for Echo360 request {request_id} ended ({status}): {event.get('message')}"
     )
@@ -87,12 +143,14 @@ class SubmitReportOperator(BaseOperator):
     interval (a manual trigger) gets the last UTC day that ended before the run. Everything is
     validated before any API call. The request id is returned (XCom ``return_value``).
 
-    Before submitting, a matching request still ``Pending`` or ``Available`` (same report,
-    parameters and compression) is adopted instead, so that a retry, a cleared task or a second
-    run of the same window costs no extra slot. When the institution already has 3 requests in
-    flight, or the API refuses the submission for that limit, the task is rescheduled (no worker
-    and no pool slot held) and tries again. Windows whose data is not yet complete (``end`` less
-    than ``data_lag`` ago) are waited for the same way.
+    Before submitting, a matching request still in progress or ``Available`` (same report,
+    parameters and output options) is adopted instead, so that a retry, a cleared task or a second
+    run of the same window costs no extra slot; a request whose output options may differ is never
+    adopted. When the institution already has 3 requests in progress, the task is rescheduled (no
+    worker and no pool slot held) and tries again. A refused submission is taken for the cap when
+    requests are in progress (the API's wording and status for it are undocumented): the task waits
+    the same way; with none in progress it fails at once with the API's message. Windows whose data
+    is not yet complete (``end`` less than ``data_lag`` ago) are waited for the same way.
 
     With ``wait_for_completion``, the task then waits until the request leaves ``Pending``:
     deferred on :class:`ReportStatusTrigger`, or polling in the worker with ``deferrable=False``.
@@ -109,14 +167,17 @@ class SubmitReportOperator(BaseOperator):
     :param delimiter: ``,``, ``\\t`` or ``|``. Templated.
     :param wait_for_completion: wait until the report is ready before the task ends.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
-    :param poll_interval: seconds between two looks at the request while it is ``Pending``.
-    :param timeout: the longest wait for the report to be ready.
+    :param poll_interval: time between two looks at the request while it is in progress
+        (a ``timedelta`` or seconds).
+    :param timeout: the longest wait for the report to be ready (a ``timedelta`` or seconds).
     :param reuse_existing: adopt a matching ``Pending``/``Available`` request instead of submitting.
     :param reuse_max_age: how old an ``Available`` request may be to be adopted (default: 13 days for
         dated reports; 12 hours for undated ones such as ``asset``, a snapshot that should be fresh).
-    :param data_lag: how long after a window's end its data is complete (0 to submit at once).
+    :param data_lag: how long after a window's end its data is complete (0 to submit at once;
+        a ``timedelta`` or seconds).
     :param max_resubmits: how many times a ``Failed``/``Missing`` request is submitted again.
-    :param cap_wait: seconds to wait before trying again when 3 requests are in flight.
+    :param cap_wait: how long to wait before trying again when 3 requests are in flight
+        (a ``timedelta`` or seconds).
     :param echo360_conn_id: the ``echo360`` connection. Templated.
     """
 
@@ -141,13 +202,13 @@ class SubmitReportOperator(BaseOperator):
         delimiter: str = ",",
         wait_for_completion: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = 60.0,
-        timeout: dt.timedelta = dt.timedelta(hours=24),
+        poll_interval: Seconds = 60.0,
+        timeout: Seconds = dt.timedelta(hours=24),
         reuse_existing: bool = True,
         reuse_max_age: dt.timedelta | None = None,
-        data_lag: dt.timedelta = dt.timedelta(hours=48),
+        data_lag: Seconds = dt.timedelta(hours=48),
         max_resubmits: int = 1,
-        cap_wait: float = 60.0,
+        cap_wait: Seconds = 60.0,
         echo360_conn_id: str = Echo360Hook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -160,14 +221,16 @@ class SubmitReportOperator(BaseOperator):
         self.delimiter = delimiter
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.timeout = timeout
+        self.poll_interval = seconds(poll_interval)
+        self.timeout = seconds(timeout)
         self.reuse_existing = reuse_existing
         self.reuse_max_age = reuse_max_age
-        self.data_lag = data_lag
+        self.data_lag = seconds(data_lag)
         self.max_resubmits = max_resubmits
-        self.cap_wait = cap_wait
+        self.cap_wait = seconds(cap_wait)
         self.echo360_conn_id = echo360_conn_id
+        #: The report's name as the live listing spells it (``qanda2``/``qandav2``), once resolved.
+        self.api_report_name = report_name
 
     @cached_property
     def hook(self) -> Echo360Hook:
@@ -177,19 +240,46 @@ class SubmitReportOperator(BaseOperator):
         parameters = self.resolve_parameters(context)
         self._wait_for_complete_data(parameters)
         requests_now = self.hook.get_requests()
-        request = None
-        if self.reuse_existing:
-            max_age = self.reuse_max_age or (REUSE_DATED if "start" in parameters else REUSE_UNDATED)
-            request = reusable_request(
-                requests_now, self.report_name, parameters, compression=self.compression, max_age=max_age
-            )
+        request = self._adoptable(requests_now, parameters) if self.reuse_existing else None
         if request is not None:
             self.log.info(
-                "Adopting request %s (%s): same report and parameters.", request.request_id, request.status
+                "Adopting request %s (%s): same report, parameters and output.",
+                request.request_id,
+                request.status,
             )
         else:
-            request = self._submit(parameters, in_flight(requests_now))
+            request = self._submit(parameters, requests_now)
         return self._wait(context, request, parameters, self.max_resubmits)
+
+    @property
+    def output_options(self) -> OutputOptions:
+        return OutputOptions(self.compression, self.delimiter)
+
+    # -- adopting ------------------------------------------------------------------------------
+
+    def _adoptable(
+        self, requests_now: list[ReportRequest], parameters: Mapping[str, str]
+    ) -> ReportRequest | None:
+        max_age = self.reuse_max_age or (REUSE_DATED if "start" in parameters else REUSE_UNDATED)
+        request = reusable_request(
+            requests_now, self.api_report_name, parameters, self.output_options, max_age=max_age
+        )
+        if request is None or request.output is not None:
+            return request
+        return request if self._confirm_output(request) else None
+
+    def _confirm_output(self, request: ReportRequest) -> bool:
+        """Whether an ``Available`` request that does not show its output options has ours (by its bytes)."""
+        found = self.hook.read_output_options(request.request_id)
+        if found != self.output_options:
+            self.log.info(
+                "Not adopting request %s: its output is %s, not the %s asked for.",
+                request.request_id,
+                found,
+                self.output_options,
+            )
+            return False
+        return True
 
     # -- parameters ----------------------------------------------------------------------------
 
@@ -201,7 +291,7 @@ class SubmitReportOperator(BaseOperator):
             raise Echo360ValidationError(
                 "report_name", self.report_name, f"a report name such as {sorted(CATALOG)}"
             )
-        definition = CATALOG.get(self.report_name)
+        definition = CATALOG.get(self.report_name) or CATALOG.get(REPORT_ALIASES.get(self.report_name, ""))
         if definition is None:  # the live listing is the authority for names the catalog lacks
             definition = resolve_definition(self.report_name, self.hook.get_reports())
         parameters = dict(self.parameters or {})
@@ -209,13 +299,15 @@ class SubmitReportOperator(BaseOperator):
             default_start, default_end = default_window(context)
             parameters["start"] = self.start if self.start is not None else default_start
             parameters["end"] = self.end if self.end is not None else default_end
-        return validate_parameters(self.report_name, parameters, definition=definition)
+        validated = validate_parameters(self.report_name, parameters, definition=definition)
+        self.api_report_name = self.hook.resolve_report_name(self.report_name)
+        return validated
 
     def _wait_for_complete_data(self, parameters: Mapping[str, str]) -> None:
         if "end" not in parameters or not self.data_lag:
             return
         end = dt.datetime.combine(dt.date.fromisoformat(parameters["end"]), dt.time(0), dt.UTC)
-        complete_at = end + self.data_lag
+        complete_at = end + dt.timedelta(seconds=self.data_lag)
         if complete_at > dt.datetime.now(dt.UTC):
             self.log.info(
                 "Data for the window ending %s is complete at %s: waiting until then.", end, complete_at
@@ -224,17 +316,28 @@ class SubmitReportOperator(BaseOperator):
 
     # -- submitting ----------------------------------------------------------------------------
 
-    def _submit(self, parameters: Mapping[str, str], in_flight: int) -> ReportRequest:
-        if in_flight >= MAX_IN_FLIGHT:
-            self._wait_for_slot(f"{in_flight} requests are already in flight")
+    def _submit(self, parameters: Mapping[str, str], requests_now: list[ReportRequest]) -> ReportRequest:
+        if (busy := in_flight(requests_now)) >= MAX_IN_FLIGHT:
+            self._wait_for_slot(f"{busy} requests are already in progress")
         try:
             request = self.hook.submit_request(
-                self.report_name, parameters, compression=self.compression, delimiter=self.delimiter
+                self.api_report_name, parameters, compression=self.compression, delimiter=self.delimiter
             )
-        except Echo360InFlightLimitError as error:
-            self._wait_for_slot(f"Echo360 refused the submission: {error}")
-        self.log.info("Submitted request %s for %s %s.", request.request_id, self.report_name, parameters)
+        except Echo360SubmissionRefusedError as refusal:
+            self._settle_refusal(refusal)
+        self.log.info("Submitted request %s for %s %s.", request.request_id, self.api_report_name, parameters)
         return request
+
+    def _settle_refusal(self, refusal: Echo360SubmissionRefusedError) -> NoReturn:
+        """A refusal while requests are in progress may be the cap (its wording is undocumented): wait.
+
+        With none in progress it cannot be the cap: fail at once with the API's message. A 429 is
+        always a wait (the rate limit, or the cap).
+        """
+        busy = in_flight(self.hook.get_requests())
+        if refusal.http_status == 429 or busy:
+            self._wait_for_slot(f"{refusal} ({busy} request(s) in progress: taken for the cap)")
+        raise Echo360ApiError(refusal.http_status, f"the submission was refused: {refusal.api_message}")
 
     def _wait_for_slot(self, reason: str) -> NoReturn:
         self.log.info("%s; trying again in %.0fs without holding a worker slot.", reason, self.cap_wait)
@@ -247,11 +350,11 @@ class SubmitReportOperator(BaseOperator):
     def _wait(
         self, context: Context, request: ReportRequest, parameters: Mapping[str, str], resubmits_left: int
     ) -> str:
-        if not self.wait_for_completion or request.status == AVAILABLE:
+        if not self.wait_for_completion or request.is_available:
             return request.request_id
-        if not request.is_pending:
+        if not request.in_progress:
             return self._settle(context, request.request_id, request.status, parameters, resubmits_left)
-        deadline = time.time() + self.timeout.total_seconds()
+        deadline = time.time() + self.timeout
         if self.deferrable:
             defer_until_available(
                 self,
@@ -263,7 +366,7 @@ class SubmitReportOperator(BaseOperator):
                 method_name="execute_complete",
                 kwargs={"parameters": dict(parameters), "resubmits_left": resubmits_left},
             )
-        while request.is_pending and time.time() < deadline:
+        while request.in_progress and time.time() < deadline:
             time.sleep(self.poll_interval)
             request = self.hook.get_request(request.request_id)
         return self._settle(context, request.request_id, request.status, parameters, resubmits_left)
@@ -289,11 +392,11 @@ class SubmitReportOperator(BaseOperator):
         resubmits_left: int,
         event: Mapping[str, Any] | None = None,
     ) -> str:
-        if status in RESUBMITTABLE and resubmits_left > 0:
+        if parse_status(status) in RESUBMITTABLE and resubmits_left > 0:
             self.log.warning(
                 "Request %s is %s; submitting it again (%d left).", request_id, status, resubmits_left
             )
-            fresh = self._submit(parameters, in_flight=0)
+            fresh = self._submit(parameters, [])
             return self._wait(context, fresh, parameters, resubmits_left - 1)
         return raise_for_event(event or {"status": status, "request_id": request_id})
 

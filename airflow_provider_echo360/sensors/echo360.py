@@ -9,9 +9,11 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
-from airflow_provider_echo360.hooks.echo360 import FAILED_STATUSES, Echo360Hook, check_request_id
+from airflow_provider_echo360.hooks.echo360 import Echo360Hook
+from airflow_provider_echo360.hooks.model import FAILED_STATUSES, check_request_id
 from airflow_provider_echo360.operators.echo360 import defer_until_available, raise_for_event
 from airflow_provider_echo360.triggers.echo360 import TIMEOUT
 
@@ -19,7 +21,8 @@ from airflow_provider_echo360.triggers.echo360 import TIMEOUT
 class ReportStatusSensor(BaseSensorOperator):
     """Wait until an Echo360 report request is ``Available``; fail on ``Failed``, ``Missing``, ``Expired``.
 
-    Deferrable by default: the wait happens in the triggerer, through :class:`ReportStatusTrigger`,
+    Deferred (``deferrable``, by default ``[operators] default_deferrable`` as for every operator of
+    this provider), the wait happens in the triggerer, through :class:`ReportStatusTrigger`,
     which ends the task there as soon as the request is ``Available`` (no resume on a worker).
     With ``deferrable=False`` the usual ``poke`` and ``reschedule`` modes work. A terminal status
     other than ``Available`` fails the task at once, without retries; ``timeout`` ends the wait as
@@ -27,8 +30,10 @@ class ReportStatusSensor(BaseSensorOperator):
 
     :param request_id: the request to wait for, e.g. ``"{{ ti.xcom_pull('submit') }}"``. Templated.
     :param echo360_conn_id: the ``echo360`` connection. Templated.
-    :param deferrable: wait in the triggerer instead of a worker.
-    :param poke_interval: seconds between two looks at the request.
+    :param deferrable: wait in the triggerer instead of a worker (default:
+        ``[operators] default_deferrable``).
+    :param poke_interval: time between two looks at the request (a ``timedelta`` or seconds; so is
+        ``timeout``, as for every Airflow sensor).
     """
 
     template_fields: Sequence[str] = ("request_id", "echo360_conn_id")
@@ -39,8 +44,8 @@ class ReportStatusSensor(BaseSensorOperator):
         *,
         request_id: str,
         echo360_conn_id: str = Echo360Hook.default_conn_name,
-        deferrable: bool = True,
-        poke_interval: float = 60.0,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poke_interval: dt.timedelta | float = 60.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
@@ -74,9 +79,9 @@ class ReportStatusSensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         request = self.hook.get_request(self.request_id)
         self.log.info("Echo360 request %s is %s.", self.request_id, request.status)
-        if request.status in FAILED_STATUSES:
+        if request.known_status in FAILED_STATUSES:
             raise_for_event({"status": request.status, "request_id": self.request_id})
-        return PokeReturnValue(is_done=not request.is_pending, xcom_value=self.request_id)
+        return PokeReturnValue(is_done=not request.in_progress, xcom_value=self.request_id)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger fired: return the request id or fail clearly."""

@@ -12,15 +12,16 @@ from typing import TYPE_CHECKING, Any
 import tenacity
 from airflow.sdk import Asset, BaseOperator, Context
 
-from airflow_provider_echo360.hooks.echo360 import (
-    AVAILABLE,
-    FAILED_STATUSES,
+from airflow_provider_echo360.exceptions import (
     Echo360AssetUrlExpiredError,
     Echo360DownloadError,
     Echo360Error,
-    Echo360Hook,
     Echo360RequestFailedError,
     Echo360ValidationError,
+)
+from airflow_provider_echo360.hooks.echo360 import Echo360Hook
+from airflow_provider_echo360.hooks.model import (
+    FAILED_STATUSES,
     ReportRequest,
     asset_file_name,
     check_request_id,
@@ -152,9 +153,9 @@ class TransferReportToS3Operator(BaseOperator):
 
     def _available_request(self) -> ReportRequest:
         request = self.echo360.get_request(self.request_id)
-        if request.status in FAILED_STATUSES:
+        if request.known_status in FAILED_STATUSES:
             raise Echo360RequestFailedError(request.request_id, request.status)
-        if request.status != AVAILABLE:
+        if not request.is_available:
             raise Echo360ReportNotReadyError(
                 f"Echo360 request {self.request_id} is {request.status}, not Available: wait for it first "
                 "(SubmitReportOperator with wait_for_completion, or ReportStatusSensor)."

@@ -10,12 +10,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
-from airflow_provider_echo360.hooks.echo360 import (
-    AVAILABLE,
-    Echo360Error,
-    Echo360Hook,
-    Echo360TransientError,
-)
+from airflow_provider_echo360.exceptions import Echo360Error, Echo360TransientError
+from airflow_provider_echo360.hooks.echo360 import Echo360Hook
 
 #: Event statuses besides the API's own terminal ones.
 TIMEOUT = "timeout"
@@ -109,15 +105,18 @@ class ReportStatusTrigger(BaseTrigger):
                 yield self._event(ERROR, str(error))
                 return
             outage_since = None
-            if request.status == AVAILABLE and self.end_task_when_available:
+            if request.is_available and self.end_task_when_available:
                 self.log.info("Echo360 request %s is Available: the task ends here.", self.request_id)
                 yield TaskSuccessEvent()
                 return
-            if not request.is_pending:
+            if not request.in_progress:
                 yield self._event(request.status, f"request {self.request_id} is {request.status}")
                 return
             self.log.info(
-                "Echo360 request %s is Pending; next look in %ss", self.request_id, self.poll_interval
+                "Echo360 request %s is %s; next look in %ss",
+                self.request_id,
+                request.status,
+                self.poll_interval,
             )
 
     def _event(self, status: str, message: str) -> TriggerEvent:

@@ -13,13 +13,13 @@ import pytest
 from airflow.sdk.log import redact
 from echo360_sandbox.process import SandboxProcess
 
-from airflow_provider_echo360.hooks.echo360 import (
-    _SHARED,
+from airflow_provider_echo360.exceptions import (
     Echo360AuthError,
-    Echo360Hook,
-    Echo360InFlightLimitError,
     Echo360RequestNotFoundError,
+    Echo360SubmissionRefusedError,
 )
+from airflow_provider_echo360.hooks.echo360 import Echo360Hook
+from airflow_provider_echo360.hooks.transport import MEMORY
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def connect(monkeypatch, sandbox: SandboxProcess, conn_id: str = "echo360_it", *
 def sandbox(sandbox: SandboxProcess) -> SandboxProcess:
     """The session's sandbox, forgotten by both sides: its requests and stats, and the hook's tokens."""
     sandbox.reset(faults=True, config=True)
-    _SHARED.tokens.clear()
+    MEMORY.forget()
     return sandbox
 
 
@@ -43,7 +43,7 @@ def wait_available(hook: Echo360Hook, request_id: str, timeout: float = 30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         request = hook.get_request(request_id)
-        if not request.is_pending:
+        if not request.in_progress:
             return request
         time.sleep(0.3)
     raise AssertionError(f"{request_id} still Pending")
@@ -54,7 +54,7 @@ def test_lists_reports_and_submits(monkeypatch, sandbox):
     names = {report["name"] for report in hook.get_reports()}
     assert {"asset", "videoview", "qanda2"} <= names
     request = hook.submit_request("videoview", {"start": "2024-01-01", "end": "2024-01-02"})
-    assert request.is_pending and request.parameters == {"start": "2024-01-01", "end": "2024-01-02"}
+    assert request.in_progress and request.parameters == {"start": "2024-01-01", "end": "2024-01-02"}
     assert [r.request_id for r in hook.get_requests()] == [request.request_id]
     assert hook.count_in_flight() == 1
     assert wait_available(hook, request.request_id).signed_assets
@@ -119,24 +119,24 @@ def test_submission_survives_faults_without_duplicates(monkeypatch, sandbox):
     assert [r.request_id for r in hook.get_requests()] == [request.request_id]
 
 
-def test_in_flight_refusal_raises_the_dedicated_error(monkeypatch):
+def test_in_flight_refusal_is_a_refused_submission(monkeypatch):
     with SandboxProcess(processing_seconds=60, rate_limit=0) as sandbox:
         hook = connect(monkeypatch, sandbox)
         for day in (1, 2, 3):
             hook.submit_request("videoview", {"start": f"2024-01-0{day}", "end": f"2024-01-0{day + 1}"})
-        with pytest.raises(Echo360InFlightLimitError):
+        with pytest.raises(Echo360SubmissionRefusedError):
             hook.submit_request("videoview", {"start": "2024-01-05", "end": "2024-01-06"})
         stats = sandbox.stats()
     assert stats["refused_in_flight"] == 1 and stats["max_in_flight"] == 3
 
 
-def test_bad_credentials_fail_after_one_attempt(monkeypatch, sandbox):
+def test_bad_credentials_fail_after_one_attempt_each_way(monkeypatch, sandbox):
     hook = connect(monkeypatch, sandbox, password="not-the-secret")
     with pytest.raises(Echo360AuthError, match="client credentials") as err:
         hook.get_reports()
     assert "not-the-secret" not in str(err.value)
     stats = sandbox.stats()
-    assert stats["calls"].get("POST /oauth2/access_token") == 1
+    assert stats["calls"].get("POST /oauth2/access_token") == 3  # form, HTTP Basic, query string
     assert stats["tokens_issued"] == 0
 
 
@@ -215,8 +215,8 @@ def test_download_memory_does_not_grow_with_the_asset(monkeypatch):
 
 
 def test_no_secret_reaches_the_logs(monkeypatch, caplog):
-    """Nothing secret is logged at INFO and above; at DEBUG, where urllib3 prints the URLs it fetches,
-    everything secret has been registered with Airflow's masker, which redacts task logs."""
+    """Nothing secret is logged at any level once Airflow's masker (which redacts task logs) has seen it;
+    at INFO and above nothing secret is logged at all (httpx's request lines lose their query)."""
     caplog.set_level(logging.DEBUG)
     with SandboxProcess(processing_seconds=1, rate_limit=0, token_seconds=2) as sandbox:
         sandbox.set_faults(fault_rate=0.3, faults=["5xx", "429", "drop", "truncate", "expired-url"])
@@ -240,7 +240,7 @@ def test_no_secret_reaches_the_logs(monkeypatch, caplog):
     info_and_above = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
     assert "Echo360 call failed" in info_and_above  # the faults were logged
     masked_debug = "\n".join(str(redact(r.getMessage())) for r in caplog.records)
-    assert "GET /_assets/" in masked_debug and "***" in masked_debug  # urllib3 logged the URLs, masked
+    assert "/_assets/" in info_and_above  # httpx logged the download's URL, without its query
     for needle in (secret, *tokens, *signatures):
         assert needle not in info_and_above
         assert needle not in masked_debug

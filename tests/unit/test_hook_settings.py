@@ -4,17 +4,14 @@ import json
 
 import pytest
 
-from airflow_provider_echo360.exceptions import Echo360ApiError, Echo360InFlightLimitError
-from airflow_provider_echo360.hooks.echo360 import (
+from airflow_provider_echo360.exceptions import Echo360ValidationError
+from airflow_provider_echo360.hooks.echo360 import Echo360Hook
+from airflow_provider_echo360.hooks.transport import (
+    RATE_WINDOW_SECONDS,
     ConnectionSettings,
-    Echo360Hook,
-    Echo360ValidationError,
-    ReportRequest,
-    _Answer,
-    _interpret,
-    _report_list,
-    _SlidingWindowLimiter,
-    redact_url,
+    RateLimiter,
+    RetryableAnswer,
+    _stop_retrying,
 )
 
 
@@ -79,57 +76,53 @@ def test_secret_is_not_in_repr(monkeypatch):
 
 
 def test_limiter_allows_the_limit_then_spaces_calls_a_minute_apart():
-    limiter = _SlidingWindowLimiter(3)
+    limiter = RateLimiter(3)
     delays = [limiter.reserve() for _ in range(5)]
     assert delays[:3] == [0.0, 0.0, 0.0]
     assert 59.0 < delays[3] <= 60.0
     assert 59.0 < delays[4] <= 60.0
-    assert _SlidingWindowLimiter(0).reserve() == 0.0
+    assert RateLimiter(0).reserve() == 0.0
 
 
-def test_report_listing_as_bare_list_or_object():
-    entry = {"name": "asset", "parameters": []}
-    assert _report_list([entry]) == _report_list({"reports": [entry]}) == [entry]
+@pytest.mark.parametrize("name", ["calls_per_minute", "timeout", "max_retries", "backoff_seconds"])
+def test_a_null_extra_takes_its_default(monkeypatch, name):
+    defaults = ConnectionSettings("https://x", "id", "pw")
+    settings = settings_for(monkeypatch, login="id", password="pw", extra={name: None})
+    assert getattr(settings, name) == getattr(defaults, name)
 
 
-def test_request_parsing_is_tolerant_and_hides_signed_urls():
-    request = ReportRequest.from_api(
-        {
-            "requestId": "r1",
-            "status": "Available",
-            "reportName": "asset",
-            "created": "2020-04-01T20:36:12.000Z",
-            "signedAssets": ["http://some.url/x.csv.gz?Signature=topsecret"],
-        }
-    )
-    assert request.assets == ("x.csv.gz",)
-    assert request.created is not None and request.created.tzinfo is not None
-    assert "topsecret" not in repr(request)
-    assert redact_url(request.signed_assets[0]) == "http://some.url/x.csv.gz"
+@pytest.mark.parametrize(
+    ("name", "value"), [("calls_per_minute", "many"), ("timeout", -1), ("max_retries", [])]
+)
+def test_a_wrong_extra_is_refused_naming_it(monkeypatch, name, value):
+    with pytest.raises(Echo360ValidationError, match=rf"extra\.{name}=.*allowed is") as err:
+        settings_for(monkeypatch, login="id", password="pw", extra={name: value})
+    assert err.value.field == f"extra.{name}"
 
 
-def test_in_flight_refusal_is_recognised_whatever_the_status():
-    settings = ConnectionSettings("http://127.0.0.1:1", "id", "pw")
-    body = json.dumps({"message": "In-flight report limit reached"})
-    for status in (400, 409, 429):
-        with pytest.raises(Echo360InFlightLimitError):
-            _interpret(_Answer(status, {}, body), "POST /requests/asset", settings)
-    with pytest.raises(Echo360ApiError, match="400: POST /requests/x: bad start"):
-        _interpret(_Answer(400, {}, json.dumps({"message": "bad start"})), "POST /requests/x", settings)
+@pytest.mark.parametrize(
+    ("host", "schema", "port", "base"),
+    [
+        ("127.0.0.1", None, 8360, "http://127.0.0.1:8360"),
+        ("127.0.0.1", "https", 8360, "https://127.0.0.1:8360"),
+        ("echo360.example.edu", None, None, "https://echo360.example.edu"),
+    ],
+)
+def test_uri_style_connections_choose_their_scheme(monkeypatch, host, schema, port, base):
+    fields = {"login": "id", "password": "pw", "host": host, "port": port, "schema": schema}
+    assert settings_for(monkeypatch, **{k: v for k, v in fields.items() if v}).base_url == base
 
 
 def test_a_429_is_retried_until_the_rate_window_has_passed():
     from concurrent.futures import Future
     from unittest import mock
 
-    from airflow_provider_echo360.hooks.echo360 import RATE_WINDOW_SECONDS, _RetryableResponse, _stop_retrying
-
     def state(error: Exception, attempt: int, elapsed: float):
         outcome: Future = Future()
         outcome.set_exception(error)
         return mock.Mock(outcome=outcome, attempt_number=attempt, seconds_since_start=elapsed)
 
-    too_many, unavailable = _RetryableResponse(429, "slow down", 1.0), _RetryableResponse(503, "down", None)
+    too_many, unavailable = RetryableAnswer(429, "slow down", 1.0), RetryableAnswer(503, "down", None)
     assert not _stop_retrying(state(too_many, 3, 1.0), attempts=7)
     assert not _stop_retrying(state(too_many, 7, RATE_WINDOW_SECONDS - 5), attempts=7)
     assert _stop_retrying(state(too_many, 7, RATE_WINDOW_SECONDS + 1), attempts=7)

@@ -10,8 +10,8 @@ import pendulum
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, TaskDeferred
 
-from airflow_provider_echo360.exceptions import Echo360WaitError
-from airflow_provider_echo360.hooks.echo360 import Echo360InFlightLimitError, ReportRequest
+from airflow_provider_echo360.exceptions import Echo360SubmissionRefusedError, Echo360WaitError
+from airflow_provider_echo360.hooks.model import OutputOptions, ReportRequest
 from airflow_provider_echo360.operators.echo360 import SubmitReportOperator, default_window
 from airflow_provider_echo360.reports import RangeTooLongError, UnexpectedParameterError, UnknownReportError
 from airflow_provider_echo360.sensors.echo360 import ReportStatusSensor
@@ -29,8 +29,8 @@ def context(start="2024-03-01", end="2024-03-02", run_after="2024-03-02T00:05:00
     }
 
 
-def request(status="Pending", request_id="r1", report="videoview", params=WINDOW, assets=()):
-    return ReportRequest(request_id, status, report, dict(params), pendulum.now("UTC"), tuple(assets))
+def request(status="Pending", request_id="r1", report="videoview", params=WINDOW, assets=(), output=None):
+    return ReportRequest(request_id, status, report, dict(params), pendulum.now("UTC"), tuple(assets), output)
 
 
 def operator(**kwargs):
@@ -40,6 +40,8 @@ def operator(**kwargs):
     op.hook = mock.MagicMock()  # cached_property: set on the instance
     op.hook.get_requests.return_value = []
     op.hook.submit_request.return_value = request()
+    op.hook.resolve_report_name.side_effect = lambda name: name
+    op.hook.read_output_options.return_value = OutputOptions()  # what an adopted asset's bytes show
     return op
 
 
@@ -106,11 +108,58 @@ def test_waits_without_a_worker_when_three_are_in_flight():
     op.hook.submit_request.assert_not_called()
 
 
-def test_a_refusal_for_the_cap_is_a_wait_not_a_failure():
+@pytest.mark.parametrize("status", [400, 403, 409, 429])
+def test_a_refusal_while_requests_are_in_progress_is_a_wait_not_a_failure(status):
     op = operator()
-    op.hook.submit_request.side_effect = Echo360InFlightLimitError("limit reached")
+    op.hook.submit_request.side_effect = Echo360SubmissionRefusedError(status, "Too many concurrent reports")
+    op.hook.get_requests.side_effect = [[], [request("Queued", "other", params={"start": "2024-01-01"})]]
     with pytest.raises(AirflowRescheduleException):
         op.execute(context())
+
+
+@pytest.mark.parametrize("status", [400, 403, 409])
+def test_a_refusal_with_nothing_in_progress_fails_at_once_with_the_apis_words(status):
+    op = operator()
+    op.hook.submit_request.side_effect = Echo360SubmissionRefusedError(status, "start must be a weekday")
+    with pytest.raises(AirflowFailException, match=f"{status}.*start must be a weekday"):
+        op.execute(context())
+
+
+def test_a_429_is_a_wait_even_with_nothing_in_progress():
+    op = operator()
+    op.hook.submit_request.side_effect = Echo360SubmissionRefusedError(429, "slow down")
+    with pytest.raises(AirflowRescheduleException):
+        op.execute(context())
+
+
+def test_statuses_the_page_does_not_name_count_as_in_flight():
+    op = operator(cap_wait=30)
+    op.hook.get_requests.return_value = [
+        request(status, f"x{i}", params={"start": f"2024-01-0{i}", "end": f"2024-01-0{i + 1}"})
+        for i, status in enumerate(["Queued", "Processing", "Pending"], start=1)
+    ]
+    with pytest.raises(AirflowRescheduleException):
+        op.execute(context())
+    op.hook.submit_request.assert_not_called()
+
+
+def test_a_pending_request_is_adopted_only_when_its_output_options_are_known_to_match():
+    op = operator(wait_for_completion=False, delimiter="|")
+    op.hook.get_requests.return_value = [request("Pending", "unknown")]
+    assert op.execute(context()) == "r1"  # its delimiter may differ: not adopted
+    op.hook.get_requests.return_value = [request("Pending", "comma", output=OutputOptions(True, ","))]
+    assert op.execute(context()) == "r1"
+    op.hook.get_requests.return_value = [request("Pending", "pipe", output=OutputOptions(True, "|"))]
+    assert op.execute(context()) == "pipe"
+
+
+def test_an_available_request_without_output_options_is_adopted_only_if_its_bytes_match():
+    op = operator(wait_for_completion=False)
+    op.hook.get_requests.return_value = [request("Available", "old", assets=["old.csv.gz"])]
+    op.hook.read_output_options.return_value = OutputOptions(True, "\t")
+    assert op.execute(context()) == "r1"
+    op.hook.read_output_options.return_value = OutputOptions(True, ",")
+    assert op.execute(context()) == "old"
 
 
 def test_recent_windows_wait_for_complete_data_without_any_call():
@@ -152,9 +201,9 @@ def test_bad_input_fails_before_any_call(kwargs, error, field):
 
 
 def test_unknown_report_is_checked_against_the_live_listing():
-    op = operator(report_name="qandav2", wait_for_completion=False)
+    op = operator(report_name="engagement2026", wait_for_completion=False)
     op.hook.get_reports.return_value = [
-        {"name": "qandav2", "parameters": [{"name": "start"}, {"name": "end"}]}
+        {"name": "engagement2026", "parameters": [{"name": "start"}, {"name": "end"}]}
     ]
     assert op.execute(context()) == "r1"
     op.hook.get_reports.return_value = [{"name": "asset", "parameters": []}]
@@ -206,7 +255,9 @@ def test_sensor_fails_without_retries_on_terminal_statuses():
 
 
 def test_sensor_defers_when_pending_and_refuses_an_empty_request_id():
-    sensor = ReportStatusSensor(task_id="wait", request_id="r9", poke_interval=7, timeout=100)
+    sensor = ReportStatusSensor(
+        task_id="wait", request_id="r9", poke_interval=7, timeout=100, deferrable=True
+    )
     sensor.hook = mock.MagicMock()
     sensor.hook.get_request.return_value = request("Pending", "r9")
     ti = mock.MagicMock()

@@ -1,0 +1,300 @@
+"""Echo360Hook against the vendor page's own example answers, and against the ways the page leaves open.
+
+The API here is an ``httpx.MockTransport`` (unit tests); the sandbox's dialects cover the same ground
+over real HTTP in ``tests/integration/test_contract.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import pathlib
+from collections.abc import Callable
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+
+from airflow_provider_echo360.exceptions import (
+    Echo360AuthError,
+    Echo360SubmissionRefusedError,
+    Echo360ValidationError,
+)
+from airflow_provider_echo360.hooks.echo360 import Echo360Hook, sniff_output
+from airflow_provider_echo360.hooks.model import OutputOptions, ReportRequest
+from airflow_provider_echo360.hooks.transport import MEMORY, ConnectionSettings, TokenAuth
+from airflow_provider_echo360.operators.echo360 import in_flight
+
+FIXTURES = pathlib.Path(__file__).parents[1] / "fixtures" / "vendor_page"
+BASE = "https://echo360.example.edu"
+API = f"{BASE}/public/api/v1/reporting"
+
+
+def fixture(name: str):
+    return json.loads((FIXTURES / name).read_text())
+
+
+class FakeApi:
+    """A tiny Echo360: tokens read one ``way``; routes answer from ``routes`` (path -> callable)."""
+
+    def __init__(self, token_way: str = "form", token_as: str = "header") -> None:
+        self.token_way, self.token_as = token_way, token_as
+        self.routes: dict[str, Callable[[httpx.Request], httpx.Response]] = {}
+        self.seen: list[httpx.Request] = []
+        self.tokens_issued = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
+        if request.url.path == "/oauth2/access_token":
+            return self._token(request)
+        if not self._authorized(request):
+            return httpx.Response(401, json={"message": "unauthorized"})
+        route = self.routes.get(
+            f"{request.method} {request.url.path.removeprefix('/public/api/v1/reporting')}"
+        )
+        return route(request) if route else httpx.Response(404, json={"message": "no such path"})
+
+    def _token(self, request: httpx.Request) -> httpx.Response:
+        if self.token_way == "query":
+            fields = dict(request.url.params)
+        elif self.token_way == "basic":
+            header = request.headers.get("authorization", "")
+            client_id, _, secret = (
+                base64.b64decode(header[6:]).decode().partition(":") if header else ("", "", "")
+            )
+            fields = {"client_id": client_id, "client_secret": secret}
+        else:
+            fields = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+        if (fields.get("client_id"), fields.get("client_secret")) != ("id", "s3cret"):
+            return httpx.Response(401, json={"error": "invalid_client"})
+        self.tokens_issued += 1
+        return httpx.Response(200, json={"access_token": f"tok{self.tokens_issued}", "expires_in": 3600})
+
+    def _authorized(self, request: httpx.Request) -> bool:
+        if self.token_as == "header":
+            return request.headers.get("authorization", "").startswith("Bearer tok")
+        return str(request.url.params.get("access_token", "")).startswith("tok")
+
+
+@pytest.fixture
+def api(monkeypatch) -> FakeApi:
+    MEMORY.forget()
+    return FakeApi()
+
+
+def hook_on(api: FakeApi, **settings) -> Echo360Hook:
+    hook = Echo360Hook("unused")
+    hook._settings = ConnectionSettings(BASE, "id", "s3cret", backoff_seconds=0.0, **settings)
+    hook._client = httpx.Client(
+        base_url=API, auth=TokenAuth(hook._settings), transport=httpx.MockTransport(api)
+    )
+    return hook
+
+
+def test_the_vendor_pages_example_answers_parse(api):
+    api.routes["GET /reports"] = lambda r: httpx.Response(
+        200, json=[fixture("reports_asset.json"), fixture("reports_presentation.json")]
+    )
+    api.routes["GET /requests"] = lambda r: httpx.Response(200, json=fixture("requests_listing.json"))
+    api.routes["GET /request/00000000-0000-0000-0000-000000000123"] = lambda r: httpx.Response(
+        200, json=fixture("request_detail.json")
+    )
+    hook = hook_on(api)
+    reports = {entry["name"]: entry for entry in hook.get_reports()}
+    assert reports["asset"]["parameters"] == [] and len(reports["presentation"]["parameters"]) == 2
+    listed = hook.get_requests()
+    assert [(r.report_name, r.status, r.in_progress) for r in listed] == [
+        ("asset", "Available", False),
+        ("notes", "Pending", True),
+    ]
+    assert listed[0].assets == ("00000000-0000-0000-0000-000000000456.csv.gz",)
+    assert listed[1].parameters == {"start": "2020-02-08", "end": "2020-02-15"}
+    assert listed[1].created is not None and listed[1].created.isoformat() == "2020-03-03T17:40:00+00:00"
+    assert in_flight(listed) == 1
+    detail = hook.get_request("00000000-0000-0000-0000-000000000123")
+    assert detail.is_available and detail.assets == listed[0].assets
+    assert "Signature=xxx" in detail.signed_assets[0] and "xxx" not in repr(detail)
+
+
+def test_a_submission_sends_what_the_page_shows_and_reads_its_answer(api):
+    sent = []
+
+    def submit(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, json=fixture("submission_answer.json"))
+
+    api.routes["POST /requests/presentation"] = submit
+    request = hook_on(api).submit_request(
+        "presentation", {"start": "2020-01-01", "end": "2020-01-02"}, delimiter="|"
+    )
+    assert sent == [fixture("submission_body.json")]
+    assert (request.request_id, request.status) == ("00000000-0000-0000-0000-000000001234", "Pending")
+    assert request.in_progress and request.parameters == {"start": "2020-01-01", "end": "2020-01-02"}
+
+
+@pytest.mark.parametrize("way", ["form", "basic", "query"])
+def test_the_token_is_got_whichever_way_the_api_reads_credentials_and_that_way_is_remembered(api, way):
+    api.token_way = way
+    api.routes["GET /reports"] = lambda r: httpx.Response(200, json={"reports": []})
+    hook_on(api).get_reports()
+    first = [r for r in api.seen if r.url.path == "/oauth2/access_token"]
+    MEMORY.forget_tokens()
+    api.seen.clear()
+    hook_on(api).get_reports()
+    second = [r for r in api.seen if r.url.path == "/oauth2/access_token"]
+    assert len(first) == ["form", "basic", "query"].index(way) + 1
+    assert len(second) == 1  # straight to the way that worked
+    assert all("s3cret" not in str(r.url) for r in first + second if way != "query")
+
+
+def test_wrong_credentials_fail_once_every_way_was_refused_without_the_secret(api):
+    hook = hook_on(api)
+    hook._settings = ConnectionSettings(BASE, "id", "wrong-secret", backoff_seconds=0.0)
+    hook._client = httpx.Client(
+        base_url=API, auth=TokenAuth(hook._settings), transport=httpx.MockTransport(api)
+    )
+    with pytest.raises(Echo360AuthError, match="client id 'id'") as error:
+        hook.get_reports()
+    assert "wrong-secret" not in str(error.value)
+    assert len([r for r in api.seen if r.url.path == "/oauth2/access_token"]) == 3
+
+
+def test_a_token_the_api_takes_only_as_a_parameter_is_sent_so(api):
+    api.token_as = "param"
+    api.routes["GET /requests"] = lambda r: httpx.Response(200, json={"requests": []})
+    hook = hook_on(api)
+    assert hook.get_requests() == []
+    assert hook.get_requests() == []
+    assert api.seen[-1].url.params["access_token"].startswith("tok")
+    refused = [r for r in api.seen if r.url.path.endswith("/requests") and "access_token" not in r.url.params]
+    assert len(refused) == 2  # the cached token, then a fresh one, as a header; then never again
+
+
+def page_of(requests: list[dict], start: int, size: int) -> list[dict]:
+    return requests[start : start + size]
+
+
+@pytest.mark.parametrize("style", ["link", "cursor", "header", "links-object"])
+def test_every_page_of_requests_is_read_once(api, style):
+    every = [
+        {"requestId": f"r{i}", "status": "Pending" if i < 3 else "Available", "reportName": "notes"}
+        for i in range(7)
+    ]
+
+    def listing(request: httpx.Request) -> httpx.Response:
+        start = int(request.url.params.get("cursor") or request.url.params.get("page") or 0)
+        body: dict = {"requests": page_of(every, start, 3)}
+        more = start + 3 < len(every)
+        headers = {}
+        if more and style == "link":
+            body["next"] = f"{API}/requests?page={start + 3}"
+        elif more and style == "links-object":
+            body["links"] = {"next": f"{API}/requests?page={start + 3}"}
+        elif more and style == "cursor":
+            body["nextCursor"] = str(start + 3)
+        elif more:
+            headers["Link"] = f'<{API}/requests?page={start + 3}>; rel="next"'
+        return httpx.Response(200, json=body, headers=headers)
+
+    api.routes["GET /requests"] = listing
+    requests = hook_on(api).get_requests()
+    assert [r.request_id for r in requests] == [f"r{i}" for i in range(7)]
+    assert in_flight(requests) == 3
+
+
+def test_an_unknown_status_is_in_progress_and_warned_about_once(api, caplog):
+    api.routes["GET /request/r1"] = lambda r: httpx.Response(
+        200, json={"requestId": "r1", "status": "Processing", "reportName": "notes"}
+    )
+    hook = hook_on(api)
+    with caplog.at_level(logging.WARNING):
+        requests = [hook.get_request("r1") for _ in range(3)]
+    assert all(r.in_progress and not r.is_available for r in requests)
+    assert [r.known_status for r in requests] == [None, None, None]
+    warnings = [m for m in caplog.messages if "'Processing'" in m]
+    assert len(warnings) <= 1  # once per process: an earlier test may already have seen it
+
+
+def test_a_5xx_after_the_submission_was_recorded_adopts_it_instead_of_submitting_again(api):
+    recorded: list[dict] = []
+
+    def submit(request: httpx.Request) -> httpx.Response:
+        recorded.append(
+            {"requestId": "r1", "status": "Pending", "reportName": "notes", **json.loads(request.content)}
+        )
+        return httpx.Response(502, json={"message": "bad gateway"})
+
+    api.routes["POST /requests/notes"] = submit
+    api.routes["GET /requests"] = lambda r: httpx.Response(200, json={"requests": recorded})
+    request = hook_on(api).submit_request("notes", {"start": "2024-01-01", "end": "2024-01-02"})
+    assert request.request_id == "r1" and len(recorded) == 1
+
+
+@pytest.mark.parametrize("status", [400, 403, 409])
+def test_a_refused_submission_says_the_apis_own_words(api, status):
+    api.routes["POST /requests/notes"] = lambda r: httpx.Response(status, json={"message": "nope, not now"})
+    with pytest.raises(Echo360SubmissionRefusedError, match="nope, not now") as error:
+        hook_on(api).submit_request("notes", {"start": "2024-01-01", "end": "2024-01-02"})
+    assert error.value.http_status == status
+
+
+def test_qanda_names_stand_for_each_other_when_the_listing_has_only_one(api):
+    api.routes["GET /reports"] = lambda r: httpx.Response(200, json={"reports": [{"name": "qandav2"}]})
+    hook = hook_on(api)
+    assert hook.resolve_report_name("qanda2") == "qandav2"
+    assert hook.resolve_report_name("qandav2") == "qandav2"
+    assert hook.resolve_report_name("videoview") == "videoview"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://downloads.example.edu/a.csv.gz?Signature=top",
+        "ftp://downloads.example.edu/a.csv.gz?Signature=top",
+    ],
+)
+def test_a_signed_url_that_is_not_https_is_refused_without_its_signature(api, url):
+    with pytest.raises(Echo360ValidationError, match="signed URL") as error:
+        with hook_on(api).open_asset(url):
+            pass
+    assert "top" not in str(error.value)
+
+
+def test_a_redirect_to_plain_http_is_not_followed(api, monkeypatch):
+    def downloads(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            302, headers={"Location": "http://elsewhere.example.edu/a.csv.gz?Signature=top"}
+        )
+
+    hook = hook_on(api)
+    real_client = httpx.Client
+    monkeypatch.setattr(
+        httpx, "Client", lambda **kwargs: real_client(transport=httpx.MockTransport(downloads), **kwargs)
+    )
+    with pytest.raises(Echo360ValidationError, match="signed URL") as error:
+        with hook.open_asset("https://downloads.example.edu/a.csv.gz?Signature=top"):
+            pass
+    assert "elsewhere.example.edu" in str(error.value) and "top" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b'"a","b","c"\n1,2,3\n', OutputOptions(False, ",")),
+        (b"a\tb\tc\n", OutputOptions(False, "\t")),
+        (b"a|b|c\n", OutputOptions(False, "|")),
+        (__import__("gzip").compress(b"a|b|c\n1|2|3\n"), OutputOptions(True, "|")),
+        (b"single\n", None),
+    ],
+)
+def test_output_options_are_read_off_an_assets_first_bytes(head, expected):
+    assert sniff_output(head) == expected
+
+
+def test_a_listing_that_shows_output_options_is_read():
+    request = ReportRequest.from_api(
+        {"requestId": "r", "status": "Pending", "output": {"compression": False, "delimiter": "\t"}}
+    )
+    assert request.output == OutputOptions(False, "\t")
+    assert ReportRequest.from_api({"requestId": "r", "status": "Pending"}).output is None

@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_echo360.reports import CATALOG, DELIMITERS
+from echo360_sandbox.catalog import REPORTS
 from echo360_sandbox.process import SandboxProcess
 
 pytestmark = pytest.mark.integration
 
 WEEK = {"start": "2024-01-01", "end": "2024-01-08"}
+DELIMITERS = {",": "comma", "\t": "tab", "|": "pipe"}
 TIMEOUT = 30
 
 
@@ -86,7 +87,7 @@ def reports(sb: SandboxProcess) -> Reports:
 def test_every_report_has_the_catalog_columns_as_its_header(
     reports: Reports, delimiter: str, compression: bool
 ) -> None:
-    for name, definition in CATALOG.items():
+    for name, definition in REPORTS.items():
         [asset] = reports.fetch(name, compression=compression, delimiter=delimiter)
 
         assert (asset[:2] == b"\x1f\x8b") is compression
@@ -104,7 +105,7 @@ def test_rows_fall_inside_the_window_day_by_day(reports: Reports, sb: SandboxPro
     [asset] = reports.fetch("videoview", window)
 
     rows = parse(asset)[1:]
-    stamps = [row[CATALOG["videoview"].columns.index("event_timestamp")] for row in rows]
+    stamps = [row[REPORTS["videoview"].columns.index("event_timestamp")] for row in rows]
     assert len(rows) == 40 * 4
     assert stamps == sorted(stamps)
     assert {s[:10] for s in stamps} == {"2024-02-27", "2024-02-28", "2024-02-29", "2024-03-01"}
@@ -116,7 +117,7 @@ def test_delimiters_quotes_and_non_ascii_text_round_trip(
     reports: Reports, sb: SandboxProcess, delimiter: str
 ) -> None:
     sb.set_config(rows_per_day=60)
-    columns = CATALOG["viewsessions"].columns
+    columns = REPORTS["viewsessions"].columns
 
     [asset] = reports.fetch("viewsessions", compression=False, delimiter=delimiter)
 
@@ -188,7 +189,7 @@ def test_large_reports_are_split_into_assets_each_with_a_header(
         f"{request_id}_{n}{suffix}" for n in (1, 2, 3)
     ]
     assert [len(p) - 1 for p in parts] == [25, 25, 20]
-    assert all(p[0] == list(CATALOG["qanda2"].columns) for p in parts)
+    assert all(p[0] == list(REPORTS["qanda2"].columns) for p in parts)
     assert [row for p in parts for row in p[1:]] == parse(whole)[1:]
     listed = reports.session.get(f"{sb.api_url}/requests", timeout=TIMEOUT).json()["requests"][0]
     assert listed["assets"] == [f"{request_id}_{n}{suffix}" for n in (1, 2, 3)]

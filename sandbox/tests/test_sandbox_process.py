@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from echo360_sandbox.config import DEFAULT_IN_FLIGHT_MESSAGE
 from echo360_sandbox.process import SandboxProcess, SandboxStartError, to_flags
 
 pytestmark = pytest.mark.integration
@@ -74,6 +75,20 @@ def test_help_shows_every_option_with_its_default() -> None:
         "--faults": "5xx,429,drop,slow,truncate,expired-url",
         "--fault-targets": "token,api,download",
         "--log-level": "info",
+        # dialects
+        "--token-auth": "any",
+        "--access-token-in": "header-or-param",
+        "--in-flight-message": DEFAULT_IN_FLIGHT_MESSAGE,
+        "--requests-scope": "institution",
+        "--requests-page-size": "0",
+        "--requests-paging": "link",
+        "--early-status": "none: Pending throughout",
+        "--early-status-seconds": "half of --processing-seconds",
+        "--qanda-name": "qanda2",
+        "--show-output": "False",
+        "--token-response": "full",
+        "--retry-after": "True",
+        "--bad-credentials-status": "401",
     }.items():
         assert f"(default: {default})" in lines[option], option
     for option in (

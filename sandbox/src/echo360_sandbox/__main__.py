@@ -11,8 +11,18 @@ import time
 from collections.abc import Callable, Sequence
 
 from echo360_sandbox.config import (
+    ACCESS_TOKEN_IN,
+    BAD_CREDENTIALS_STATUSES,
     FAULT_KINDS,
     FAULT_TARGETS,
+    IN_FLIGHT_STATUSES,
+    QANDA_NAMES,
+    REPORTS_SHAPES,
+    REQUEST_PATHS,
+    REQUESTS_PAGING,
+    REQUESTS_SCOPES,
+    TOKEN_AUTH,
+    TOKEN_RESPONSES,
     ConfigError,
     SandboxConfig,
 )
@@ -48,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m echo360_sandbox",
         description="A local emulator of the Echo360 Reporting API (FastAPI + uvicorn). "
-        "Control endpoints under /_sandbox (stats, faults, reset, ...); OpenAPI at /openapi.json.",
+        "Control endpoints under /_sandbox (stats, faults, config, reset, requests, ...); OpenAPI at "
+        "/openapi.json. The 'dialects' options pick among the ways the real service might behave where "
+        "the vendor's page leaves it open; every one can also be changed at runtime with "
+        "POST /_sandbox/config. See sandbox/README.md.",
         formatter_class=_HelpFormatter,
     )
     server = p.add_argument_group("server")
@@ -85,29 +98,117 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate-limit", type=int, default=d.rate_limit, help="API calls per rolling minute; 0 = off"
     )
     api.add_argument("--max-in-flight", type=int, default=d.max_in_flight, help="requests Pending at once")
-    api.add_argument(
+    dialects = p.add_argument_group(
+        "dialects", "what the vendor's page leaves open; the default is the sandbox's usual answer"
+    )
+    dialects.add_argument(
+        "--token-auth",
+        choices=TOKEN_AUTH,
+        default=d.token_auth,
+        help="where POST /oauth2/access_token reads the client credentials: any (query, form or JSON "
+        "body, HTTP Basic), form (an application/x-www-form-urlencoded body only), query (the query "
+        "string only, as the public client sends them) or basic (Authorization: Basic only); credentials "
+        "sent another way count as missing (401 invalid_client, or 400 invalid_request when grant_type "
+        "is missing too)",
+    )
+    dialects.add_argument(
+        "--access-token-in",
+        choices=ACCESS_TOKEN_IN,
+        default=d.access_token_in,
+        help="where the reporting API takes the access token: header-or-param (Authorization: Bearer, an "
+        "access_token query parameter or an access_token field of a JSON body) or header (Bearer only; "
+        "a token sent otherwise gets 401 as if missing)",
+    )
+    dialects.add_argument(
         "--in-flight-status",
         type=int,
+        choices=IN_FLIGHT_STATUSES,
         default=d.in_flight_status,
-        help="HTTP status of the in-flight refusal",
+        help="HTTP status of a submission refused because max-in-flight requests are in progress",
     )
-    api.add_argument(
+    dialects.add_argument(
+        "--in-flight-message",
+        default=d.in_flight_message,
+        help="text of that refusal (error: limit_exceeded)",
+    )
+    dialects.add_argument(
         "--reports-shape",
-        choices=["object", "list"],
+        choices=REPORTS_SHAPES,
         default=d.reports_shape,
         help="GET /reports: {'reports': [...]} or a bare list",
     )
-    api.add_argument(
-        "--request-path",
-        choices=["singular", "plural"],
-        default=d.request_path,
-        help="serve one request at /request/{id} or /requests/{id}",
+    dialects.add_argument(
+        "--requests-scope",
+        choices=REQUESTS_SCOPES,
+        default=d.requests_scope,
+        help="GET /requests lists the whole institution's requests, or only the calling API client's "
+        "(the in-flight limit counts the institution either way)",
     )
-    api.add_argument(
+    dialects.add_argument(
+        "--requests-page-size",
+        type=int,
+        default=d.requests_page_size,
+        help="GET /requests answers pages of this many requests, newest first; 0 = everything at once",
+    )
+    dialects.add_argument(
+        "--requests-paging",
+        choices=REQUESTS_PAGING,
+        default=d.requests_paging,
+        help="how a page announces the next: link (body field 'next', an absolute URL), cursor (body "
+        "field 'nextCursor', passed back as ?cursor=) or header (Link: <url>; rel=\"next\")",
+    )
+    dialects.add_argument(
+        "--request-path",
+        choices=REQUEST_PATHS,
+        default=d.request_path,
+        help="serve one request at /request/{id} (as the vendor's page) or only at /requests/{id}",
+    )
+    dialects.add_argument(
+        "--early-status",
+        metavar="STATUS",
+        default=d.early_status,
+        help="a status shown instead of Pending at the start of processing, e.g. Queued or Processing "
+        "(default: none: Pending throughout)",
+    )
+    dialects.add_argument(
+        "--early-status-seconds",
+        metavar="SECONDS",
+        type=float,
+        default=d.early_status_seconds,
+        help="how long --early-status shows (default: half of --processing-seconds)",
+    )
+    dialects.add_argument(
+        "--qanda-name",
+        choices=QANDA_NAMES,
+        default=d.qanda_name,
+        help="name of the Q&A report, version 2: qanda2 (the vendor's page) or qandav2 (the public "
+        "client); the other name is an unknown report",
+    )
+    dialects.add_argument(
         "--show-output",
         action=argparse.BooleanOptionalAction,
         default=d.show_output,
         help="include output options in request objects",
+    )
+    dialects.add_argument(
+        "--token-response",
+        choices=TOKEN_RESPONSES,
+        default=d.token_response,
+        help="the token answer: full (access_token, token_type, expires_in, refresh_token) or minimal "
+        "(access_token alone)",
+    )
+    dialects.add_argument(
+        "--retry-after",
+        action=argparse.BooleanOptionalAction,
+        default=d.retry_after,
+        help="send Retry-After with a 429 answer",
+    )
+    dialects.add_argument(
+        "--bad-credentials-status",
+        type=int,
+        choices=BAD_CREDENTIALS_STATUSES,
+        default=d.bad_credentials_status,
+        help="HTTP status of a token request with missing or wrong client credentials",
     )
     data = p.add_argument_group("data")
     data.add_argument(
@@ -192,10 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args)
     except ConfigError as exc:
         parser.error(str(exc))
-    # The app imports the provider's exceptions, hence Airflow; the sandbox needs none of Airflow's
-    # settings, so skip their initialization (saves seconds and tens of MB at start).
-    os.environ.setdefault("_AIRFLOW__AS_LIBRARY", "1")
-    import uvicorn
+    import uvicorn  # imported here, so that --help answers without loading the server
 
     from echo360_sandbox.app import create_app
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
+import bisect
 import datetime as dt
 import functools
 import hashlib
@@ -31,7 +33,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 from xml.sax.saxutils import escape
 
 import anyio
@@ -43,16 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from airflow_provider_echo360.exceptions import Echo360ValidationError
-from airflow_provider_echo360.reports import (
-    CATALOG,
-    DATE_PARAMETERS,
-    DELIMITERS,
-    InvalidDateError,
-    InvalidDelimiterError,
-    validate_output,
-    validate_parameters,
-)
+from echo360_sandbox.catalog import Report, display_name, find_report, served_names
 from echo360_sandbox.config import ConfigError, SandboxConfig
 from echo360_sandbox.data import AssetFile, AssetSpec, AssetStore
 from echo360_sandbox.state import (
@@ -60,6 +53,14 @@ from echo360_sandbox.state import (
     ReportRequest,
     SandboxState,
     iso_z,
+    listing_key,
+)
+from echo360_sandbox.validation import (
+    DELIMITERS,
+    SubmissionRefused,
+    check_output,
+    check_parameters,
+    parse_body,
 )
 
 API_PREFIX = "/public/api/v1/reporting"
@@ -68,26 +69,8 @@ ASSETS_PREFIX = "/_assets"
 CONTROL_PREFIX = "/_sandbox"
 TRANSPORT_KEY = "echo360.sandbox.transport"
 TRUNCATE_KEY = "echo360.sandbox.truncate"
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _CHUNK = 256 * 1024
-
-#: What ``GET /reports`` says about each report: (description, note).
-REPORT_TEXTS = {
-    "asset": ("Asset report", "Engagement for all video assets"),
-    "assetbydate": ("Asset by date report", "Engagement for all video assets within the date range"),
-    "presentation": ("Presentation slide views", "Engagement for presentation slide views"),
-    "videoview": ("Video views by user", "Non-aggregated video view events with user associations"),
-    "liveviews": ("Live views", "Live stream and live classroom view events with user associations"),
-    "viewsessions": ("Media view sessions", "Media view sessions with user associations and player detail"),
-    "viewsessiondetails": ("Media view session details", "View sessions with their beacon events"),
-    "confused": ("Confusion by user", "Slides marked as confusing, by user"),
-    "polling": ("Polling by user (deprecated)", "Responses to polls in presentations; use pollingv2"),
-    "pollingv2": ("Polling by user, version 2", "Responses to polls in all media types"),
-    "qanda": ("Question and answer (deprecated)", "Q&A posts and responses; use qanda2"),
-    "qanda2": ("Question and answer, version 2", "Q&A posts and responses with their actions"),
-    "notes": ("Notes by user", "Metadata for created or updated notes"),
-}
 
 
 class ApiError(Exception):
@@ -218,7 +201,7 @@ class GateMiddleware:
                     429,
                     "rate_limited",
                     f"Rate limit exceeded: at most {limit} API calls per minute; retry after {retry_after} s",
-                    headers={"Retry-After": str(retry_after)},
+                    headers={"Retry-After": str(retry_after)} if self.state.config.retry_after else None,
                 )
                 await error.response()(scope, receive, send)
                 return
@@ -254,7 +237,8 @@ class GateMiddleware:
                 if target == "download"
                 else ApiError(429, "too_many_requests", message).response()
             )
-            response.headers["Retry-After"] = "1"
+            if self.state.config.retry_after:
+                response.headers["Retry-After"] = "1"
         elif target == "download":
             response = s3_error(
                 503, "ServiceUnavailable", "Service unavailable (sandbox fault)", scope["path"]
@@ -388,11 +372,11 @@ class Sandbox:
 
     def request_json(self, request: ReportRequest, now: float, base_url: str | None = None) -> dict[str, Any]:
         """A request as the API shows it; ``base_url`` adds ``signedAssets`` (the detail view)."""
-        status = self.state.status(request, now)
+        status = self.state.status_shown(request, now)
         body: dict[str, Any] = {
             "requestId": request.request_id,
             "status": status,
-            "reportName": request.report_name,
+            "reportName": display_name(request.report_name, self.config.qanda_name),
             "parameters": dict(request.parameters),
             "created": iso_z(request.created),
         }
@@ -417,6 +401,14 @@ class Sandbox:
 
     def asset(self, request: ReportRequest, filename: str) -> AssetSpec | None:
         return dict(request.asset_specs()).get(filename)
+
+    def served_report(self, name: str) -> Report | None:
+        """The report ``POST /requests/{name}`` submits, if this sandbox serves one under ``name``."""
+        return find_report(name) if name in served_names(self.config.qanda_name) else None
+
+    def visible(self, request: ReportRequest, client_id: str) -> bool:
+        """Whether ``client_id`` may see ``request`` (``requests_scope``)."""
+        return self.config.requests_scope == "institution" or request.client_id == client_id
 
 
 def create_app(config: SandboxConfig) -> FastAPI:
@@ -488,28 +480,59 @@ _TOKEN_FORM = {
 }
 
 
-async def _token_fields(request: Request) -> dict[str, str]:
-    """Token request fields from the query, a form or JSON body, and HTTP Basic auth (all accepted)."""
-    fields = dict(request.query_params)
-    body = await request.body()
-    if body:
-        if "json" in request.headers.get("content-type", ""):
-            try:
-                parsed = json.loads(body)
-            except ValueError:
-                raise ApiError(400, "invalid_request", "Request body is not valid JSON") from None
-            if isinstance(parsed, dict):
-                fields.update({str(k): str(v) for k, v in parsed.items()})
-        else:
-            fields.update({k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()})
+_FORM = "application/x-www-form-urlencoded"
+_CREDENTIALS = ("client_id", "client_secret")
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    """``(client_id, client_secret)`` from ``Authorization: Basic``, if the header is there."""
     authorization = request.headers.get("authorization", "")
-    if authorization.lower().startswith("basic "):
+    if not authorization.lower().startswith("basic "):
+        return None
+    try:
+        client_id, _, secret = base64.b64decode(authorization[6:], validate=True).decode().partition(":")
+    except (ValueError, binascii.Error):
+        raise ApiError(400, "invalid_request", "Malformed Basic authorization header") from None
+    return client_id, secret
+
+
+async def _token_fields(request: Request, token_auth: str) -> dict[str, str]:
+    """The token request's fields, read where the ``token_auth`` dialect reads them.
+
+    ``any``: the query, a form or JSON body and HTTP Basic; ``form``: only an
+    ``application/x-www-form-urlencoded`` body; ``query``: only the query string; ``basic``: the
+    client credentials only from ``Authorization: Basic``, the other fields from the query or a form.
+    Whatever is sent elsewhere is not seen at all.
+    """
+    query = dict(request.query_params)
+    body = await request.body()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if token_auth == "query":
+        return query
+    form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()} if body else {}
+    if token_auth == "form":
+        return form if content_type == _FORM else {}
+    if token_auth == "basic":
+        fields = {**query, **(form if content_type == _FORM else {})}
+        fields = {k: v for k, v in fields.items() if k not in _CREDENTIALS}
+        basic = _basic_credentials(request)
+        if basic is not None:
+            fields.update(zip(_CREDENTIALS, basic, strict=True))
+        return fields
+    fields = query
+    if body and "json" in content_type:
         try:
-            client_id, _, secret = base64.b64decode(authorization[6:]).decode().partition(":")
+            parsed = json.loads(body)
         except ValueError:
-            raise ApiError(400, "invalid_request", "Malformed Basic authorization header") from None
-        fields.setdefault("client_id", client_id)
-        fields.setdefault("client_secret", secret)
+            raise ApiError(400, "invalid_request", "Request body is not valid JSON") from None
+        if isinstance(parsed, dict):
+            fields.update({str(k): str(v) for k, v in parsed.items()})
+    else:
+        fields.update(form)
+    basic = _basic_credentials(request)
+    if basic is not None:
+        fields.setdefault("client_id", basic[0])
+        fields.setdefault("client_secret", basic[1])
     return fields
 
 
@@ -518,28 +541,16 @@ def _token_router(sandbox: Sandbox) -> APIRouter:
 
     @router.post(TOKEN_PATH, openapi_extra={"requestBody": _TOKEN_FORM})
     async def access_token(request: Request) -> dict[str, Any]:
-        """OAuth2 client credentials (form body or query parameters); also ``refresh_token`` grants."""
-        fields = await _token_fields(request)
+        """OAuth2 client credentials (where the ``token_auth`` dialect reads them); also ``refresh_token``."""
         state, cfg = sandbox.state, sandbox.config
-        grant = fields.get("grant_type")
-        if grant == "refresh_token":
-            if not state.use_refresh_token(fields.get("refresh_token", "")):
-                state.count("tokens_refused")
-                raise ApiError(400, "invalid_grant", "Invalid or already used refresh token")
-        elif grant == "client_credentials":
-            given_id, given_secret = fields.get("client_id", ""), fields.get("client_secret", "")
-            ok_id = hmac.compare_digest(given_id.encode(), cfg.client_id.encode())
-            ok_secret = hmac.compare_digest(given_secret.encode(), cfg.client_secret.encode())
-            if not (ok_id and ok_secret):
-                state.count("tokens_refused")
-                raise ApiError(
-                    401, "invalid_client", "Client authentication failed: bad client_id or client_secret"
-                )
-        else:
-            raise ApiError(
-                400, "unsupported_grant_type", "grant_type must be client_credentials or refresh_token"
-            )
-        access, refresh = state.issue_token(time.time())
+        try:
+            client_id = _grant(sandbox, await _token_fields(request, cfg.token_auth))
+        except ApiError:
+            state.count("tokens_refused")
+            raise
+        access, refresh = state.issue_token(time.time(), client_id)
+        if cfg.token_response == "minimal":
+            return {"access_token": access}
         return {
             "access_token": access,
             "token_type": "bearer",
@@ -550,19 +561,64 @@ def _token_router(sandbox: Sandbox) -> APIRouter:
     return router
 
 
+def _grant(sandbox: Sandbox, fields: dict[str, str]) -> str:
+    """The API client a token request authenticates, or the :class:`ApiError` refusing it."""
+    state, cfg = sandbox.state, sandbox.config
+    grant = fields.get("grant_type")
+    if not grant:
+        raise ApiError(400, "invalid_request", "Missing grant_type (client_credentials or refresh_token)")
+    if grant == "refresh_token":
+        client_id = state.use_refresh_token(fields.get("refresh_token", ""))
+        if client_id is None:
+            raise ApiError(400, "invalid_grant", "Invalid or already used refresh token")
+        return client_id
+    if grant != "client_credentials":
+        raise ApiError(
+            400, "unsupported_grant_type", "grant_type must be client_credentials or refresh_token"
+        )
+    given_id, given_secret = fields.get("client_id", ""), fields.get("client_secret", "")
+    ok_id = hmac.compare_digest(given_id.encode(), cfg.client_id.encode())
+    ok_secret = hmac.compare_digest(given_secret.encode(), cfg.client_secret.encode())
+    if not (ok_id and ok_secret):
+        headers = {"WWW-Authenticate": 'Basic realm="echo360"'} if cfg.token_auth == "basic" else None
+        raise ApiError(
+            cfg.bad_credentials_status,
+            "invalid_client",
+            "Client authentication failed: missing or wrong client_id or client_secret",
+            headers=headers,
+        )
+    return given_id
+
+
 # --- the reporting API ----------------------------------------------------------------------
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /oauth2/access_token")
 
 
+async def _body_token(request: Request) -> str | None:
+    """An ``access_token`` field of a JSON body, as the public client sends it with a submission."""
+    if "json" not in request.headers.get("content-type", ""):
+        return None
+    try:
+        payload = json.loads(await request.body() or b"null")
+    except ValueError:
+        return None
+    token = payload.get("access_token") if isinstance(payload, dict) else None
+    return token if isinstance(token, str) and token else None
+
+
 def _auth_dependency(sandbox: Sandbox) -> Callable[..., Any]:
     async def require_token(
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         access_token: Annotated[
-            str | None, Query(description="The token, as the public API also accepts it")
+            str | None,
+            Query(description="The token, where the access_token_in dialect is header-or-param"),
         ] = None,
     ) -> None:
-        token = credentials.credentials if credentials is not None else access_token
+        token = credentials.credentials if credentials is not None else None
+        if token is None and sandbox.config.access_token_in == "header-or-param":
+            token = access_token or await _body_token(request)
         if not token:
             sandbox.state.count("refused_unauthorized")
             raise ApiError(
@@ -578,6 +634,7 @@ def _auth_dependency(sandbox: Sandbox) -> Callable[..., Any]:
             raise ApiError(
                 401, "invalid_token", message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
             )
+        request.state.client_id = sandbox.state.token_client(token)
 
     return require_token
 
@@ -615,44 +672,57 @@ def _api_router(sandbox: Sandbox) -> APIRouter:
     @router.get("/reports")
     async def list_reports() -> Any:
         """The reports and the parameters each requires."""
-        reports = [
-            {
-                "name": d.name,
-                "description": REPORT_TEXTS.get(d.name, (d.name, ""))[0],
-                "note": REPORT_TEXTS.get(d.name, (d.name, ""))[1],
-                "parameters": [{"name": p, "datatype": "date", "required": True} for p in d.parameters],
-            }
-            for d in CATALOG.values()
-        ]
+        names = served_names(sandbox.config.qanda_name)
+        reports = [report.listing(name) for name in names if (report := find_report(name)) is not None]
         return reports if sandbox.config.reports_shape == "list" else {"reports": reports}
 
     @router.get("/requests")
-    async def list_requests() -> dict[str, Any]:
-        """Every request of the institution, newest first."""
-        now = time.time()
-        return {"requests": [sandbox.request_json(r, now) for r in sandbox.state.listing()]}
+    async def list_requests(
+        request: Request,
+        page: Annotated[str | None, Query(description="Next page (requests_paging=link or header)")] = None,
+        cursor: Annotated[str | None, Query(description="Next page (requests_paging=cursor)")] = None,
+    ) -> Response:
+        """The institution's requests (or the caller's: ``requests_scope``), newest first, maybe paged."""
+        cfg, now = sandbox.config, time.time()
+        scope = request.state.client_id if cfg.requests_scope == "client" else None
+        found = sandbox.state.listing(scope)
+        if cfg.requests_page_size == 0:
+            return JSONResponse({"requests": [sandbox.request_json(r, now) for r in found]})
+        token = cursor if cfg.requests_paging == "cursor" else page
+        first = bisect.bisect_right([listing_key(r) for r in found], _page_key(token)) if token else 0
+        shown = found[first : first + cfg.requests_page_size]
+        more = first + len(shown) < len(found)
+        next_token = _page_token(listing_key(shown[-1])) if more and shown else None
+        body: dict[str, Any] = {"requests": [sandbox.request_json(r, now) for r in shown]}
+        if cfg.requests_paging == "cursor":
+            return JSONResponse({**body, "nextCursor": next_token})
+        url = None
+        if next_token is not None:
+            base = str(request.base_url).rstrip("/")  # where the client called (public_url is for downloads)
+            url = f"{base}{API_PREFIX}/requests?{urlencode({'page': next_token})}"
+        if cfg.requests_paging == "header":
+            return JSONResponse(body, headers={"Link": f'<{url}>; rel="next"'} if url else None)
+        return JSONResponse({**body, "next": url})
 
     @router.post("/requests/{reportName}", openapi_extra={"requestBody": _SUBMIT_BODY})
     async def submit(reportName: str, request: Request) -> dict[str, Any]:  # noqa: N803 - the API's name
         """Submit a report request; it starts ``Pending``."""
-        if reportName not in CATALOG:
+        report = sandbox.served_report(reportName)
+        if report is None:
             raise ApiError(404, "not_found", f"Unknown report {reportName!r}; GET /reports lists the reports")
         try:
-            parameters, compression, delimiter = _parse_submission(reportName, await request.body())
-        except Echo360ValidationError as exc:
+            parameters, compression, delimiter = _parse_submission(report, await request.body())
+        except SubmissionRefused as exc:
             sandbox.state.count("refused_invalid")
-            raise ApiError(400, "invalid_parameter", str(exc), field=exc.field) from None
+            raise ApiError(400, "invalid_parameter", exc.message, field=exc.field) from None
         now = time.time()
         try:
-            created = sandbox.state.submit(reportName, parameters, compression, delimiter, now)
-        except InFlightLimitReached as exc:
-            raise ApiError(
-                sandbox.config.in_flight_status,
-                "in_flight_limit",
-                str(exc),
-                inFlight=exc.in_flight,
-                limit=exc.limit,
-            ) from None
+            created = sandbox.state.submit(
+                reportName, parameters, compression, delimiter, now, client_id=request.state.client_id
+            )
+        except InFlightLimitReached:
+            cfg = sandbox.config
+            raise ApiError(cfg.in_flight_status, "limit_exceeded", cfg.in_flight_message) from None
         sandbox.pregenerate(created)
         return sandbox.request_json(created, now)
 
@@ -661,7 +731,7 @@ def _api_router(sandbox: Sandbox) -> APIRouter:
             if plural != (sandbox.config.request_path == "plural"):
                 raise ApiError(404, "not_found", "Not Found")  # as if this deployment had no such path
             found = sandbox.state.get(requestId)
-            if found is None:
+            if found is None or not sandbox.visible(found, request.state.client_id):
                 raise ApiError(404, "not_found", f"Unknown request id {requestId!r}")
             return sandbox.request_json(found, time.time(), base_url=str(request.base_url))
 
@@ -682,31 +752,26 @@ def _api_router(sandbox: Sandbox) -> APIRouter:
     return router
 
 
-def _parse_submission(report_name: str, body: bytes) -> tuple[dict[str, str], bool, str]:
-    """Validate a submission body with the provider's own rules; return parameters and output options."""
+def _page_token(key: tuple[float, str]) -> str:
+    """An opaque page token: where the previous page ended in the listing's order."""
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+
+
+def _page_key(token: str) -> tuple[float, str]:
+    """The listing position a page token names; a token the sandbox did not make is a 400."""
     try:
-        payload = json.loads(body) if body.strip() else {}
-    except ValueError:
-        raise Echo360ValidationError("body", body[:100].decode("utf-8", "replace"), "a JSON object") from None
-    if not isinstance(payload, dict):
-        raise Echo360ValidationError("body", payload, "a JSON object")
-    parameters = payload.get("parameters") or {}
-    output = payload.get("output") or {}
-    if not isinstance(parameters, dict):
-        raise Echo360ValidationError("parameters", parameters, "a JSON object")
-    if not isinstance(output, dict):
-        raise Echo360ValidationError("output", output, "a JSON object")
-    for name in DATE_PARAMETERS:  # the API wants plain dates; the provider's parser is more lenient
-        value = parameters.get(name)
-        if value is not None and not (isinstance(value, str) and _DATE.match(value)):
-            raise InvalidDateError(name, value, "a YYYY-MM-DD date (UTC)")
-    today = dt.datetime.now(dt.UTC).date()
-    normalized = validate_parameters(report_name, parameters, today=today)
-    delimiter = output.get("delimiter", ",")
-    if delimiter not in DELIMITERS:  # the real characters only, not the provider's aliases
-        raise InvalidDelimiterError("delimiter", delimiter, "',' (CSV), '\\t' (TSV) or '|' (PSV)")
-    compression, delimiter = validate_output(output.get("compression", True), delimiter)
-    return normalized, compression, delimiter
+        created, request_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return float(created), str(request_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise ApiError(400, "invalid_request", "Invalid page token: pass back the one a page gave") from None
+
+
+def _parse_submission(report: Report, body: bytes) -> tuple[dict[str, str], bool, str]:
+    """Check a submission body against the rules; return the parameters and the output options."""
+    parameters, output = parse_body(body)
+    checked = check_parameters(report, parameters, dt.datetime.now(dt.UTC).date())
+    compression, delimiter = check_output(output)
+    return checked, compression, delimiter
 
 
 # --- signed downloads -------------------------------------------------------------------------
@@ -857,12 +922,40 @@ def _control_router(sandbox: Sandbox) -> APIRouter:
             raise ApiError(404, "not_found", f"Unknown request id {request_id!r}")
         return found
 
+    @router.post("/requests")
+    async def inject_request(request: Request) -> dict[str, Any]:
+        """Create a request as if another API client of the institution had submitted it:
+        ``{"reportName": ..., "parameters": {...}, "clientId": ..., "output": {...}}``.
+
+        The same rules as a submission apply, except the in-flight limit: it is not checked, but the
+        request counts toward it. Stats count it under ``injected``, not ``submitted``.
+        """
+        payload = await _json_object(request)
+        name, client_id = payload.get("reportName"), payload.get("clientId")
+        if not isinstance(client_id, str) or not client_id:
+            raise ApiError(400, "invalid_request", "clientId (the submitting API client) is required")
+        report = sandbox.served_report(name) if isinstance(name, str) else None
+        if report is None:
+            raise ApiError(404, "not_found", f"Unknown report {name!r}; GET /reports lists the reports")
+        body = json.dumps({"parameters": payload.get("parameters"), "output": payload.get("output")})
+        try:
+            parameters, compression, delimiter = _parse_submission(report, body.encode())
+        except SubmissionRefused as exc:
+            raise ApiError(400, "invalid_parameter", exc.message, field=exc.field) from None
+        now = time.time()
+        created = state.submit(
+            str(name), parameters, compression, delimiter, now, client_id=client_id, injected=True
+        )
+        sandbox.pregenerate(created)
+        return {**sandbox.request_json(created, now), "clientId": created.client_id}
+
     @router.get("/requests/{requestId}")
     async def request_info(requestId: str) -> dict[str, Any]:  # noqa: N803
-        """A request with what the API does not show: outcome, output options, asset names."""
+        """A request with what the API does not show: client, outcome, output options, asset names."""
         found = _found(requestId)
         return {
             **sandbox.request_json(found, time.time()),
+            "clientId": found.client_id,
             "outcome": found.outcome,
             "forcedStatus": found.forced_status,
             "output": {"compression": found.compression, "delimiter": found.delimiter},

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from echo360_sandbox.catalog import QANDA_NAMES
+
 #: Every fault kind the sandbox can inject, by the name the CLI and the control endpoint use.
 FAULT_KINDS = ("5xx", "429", "drop", "slow", "truncate", "expired-url", "lost-response")
 #: The kinds drawn unless told otherwise: all that leave no trace on the server. ``lost-response``
@@ -19,6 +21,46 @@ API_ONLY_FAULTS = ("lost-response",)
 FAULT_TARGETS = ("token", "api", "download")
 STATUSES = ("Pending", "Available", "Expired", "Failed", "Missing")
 DAY_SECONDS = 86_400
+
+# --- dialects: what the vendor's page leaves open, each way the real service might do it ---------
+#: Where the token endpoint reads the client credentials (``any``: query, form or JSON body, Basic).
+TOKEN_AUTH = ("any", "form", "query", "basic")
+#: Where the reporting API takes the access token (``header-or-param``: also ``access_token``).
+ACCESS_TOKEN_IN = ("header-or-param", "header")
+#: HTTP statuses a submission refused for the in-flight limit may get.
+IN_FLIGHT_STATUSES = (429, 400, 403, 409)
+#: The sandbox's own wording of that refusal (the real service's is undocumented).
+DEFAULT_IN_FLIGHT_MESSAGE = (
+    "Maximum number of concurrent report requests reached. Wait until a previous report completes."
+)
+#: ``GET /reports``: ``{"reports": [...]}`` or a bare list.
+REPORTS_SHAPES = ("object", "list")
+#: ``GET /requests``: the whole institution's requests, or only the calling API client's.
+REQUESTS_SCOPES = ("institution", "client")
+#: How a page of ``GET /requests`` announces the next one.
+REQUESTS_PAGING = ("link", "cursor", "header")
+#: ``GET /request/{id}`` (the page's spelling) or only ``GET /requests/{id}``.
+REQUEST_PATHS = ("singular", "plural")
+#: What the token endpoint answers: every usual field, or ``access_token`` alone.
+TOKEN_RESPONSES = ("full", "minimal")
+#: HTTP status of a token request with wrong client credentials.
+BAD_CREDENTIALS_STATUSES = (401, 400)
+#: Statuses an early in-progress status may not take: they end a request.
+_TERMINAL = ("Available", "Expired", "Failed", "Missing")
+
+#: The dialects with a fixed set of choices (the first is the default).
+DIALECT_CHOICES: dict[str, tuple[Any, ...]] = {
+    "token_auth": TOKEN_AUTH,
+    "access_token_in": ACCESS_TOKEN_IN,
+    "in_flight_status": IN_FLIGHT_STATUSES,
+    "reports_shape": REPORTS_SHAPES,
+    "requests_scope": REQUESTS_SCOPES,
+    "requests_paging": REQUESTS_PAGING,
+    "request_path": REQUEST_PATHS,
+    "qanda_name": QANDA_NAMES,
+    "token_response": TOKEN_RESPONSES,
+    "bad_credentials_status": BAD_CREDENTIALS_STATUSES,
+}
 
 # Settings a running sandbox must keep: changing them at runtime would orphan state or sockets.
 _FIXED_AT_START = frozenset({"host", "port", "data_dir", "seed", "client_id", "client_secret", "log_level"})
@@ -55,6 +97,32 @@ class SandboxConfig:
     :param reports_shape: ``object`` answers ``{"reports": [...]}``; ``list`` a bare list.
     :param request_path: ``singular`` serves ``GET /request/{id}``; ``plural`` only ``/requests/{id}``.
     :param show_output: include each request's ``output`` options in request objects.
+    :param token_auth: where the token endpoint reads the client credentials: ``any`` (query, form or
+        JSON body, HTTP Basic), ``form`` (an ``application/x-www-form-urlencoded`` body only),
+        ``query`` (the query string only) or ``basic`` (``Authorization: Basic`` only). Credentials
+        sent another way count as missing: ``401 invalid_client`` (``400 invalid_request`` when
+        ``grant_type`` itself is missing from where this dialect reads it).
+    :param access_token_in: ``header-or-param`` takes the token from ``Authorization: Bearer``, an
+        ``access_token`` query parameter or an ``access_token`` field of a JSON body; ``header`` only
+        from the header (a token sent otherwise is answered ``401`` as if missing).
+    :param in_flight_message: the text of the in-flight refusal.
+    :param requests_scope: ``institution``: ``GET /requests`` lists every request of the institution;
+        ``client``: only those the calling API client submitted (``GET /request/{id}`` of another
+        client's request is then ``404`` too). The in-flight limit counts the institution either way.
+    :param requests_page_size: ``0``: ``GET /requests`` answers everything at once; ``N``: pages of
+        ``N`` requests, newest first.
+    :param requests_paging: how a page announces the next: ``link`` (body field ``next``, an absolute
+        URL, ``null`` on the last page), ``cursor`` (body field ``nextCursor``, passed back as
+        ``?cursor=``, ``null`` on the last page) or ``header`` (``Link: <url>; rel="next"``).
+    :param early_status: a status shown instead of ``Pending`` for the first ``early_status_seconds``
+        of a request's processing (``Queued``, ``Processing``, ...); it counts as in flight.
+    :param early_status_seconds: how long ``early_status`` shows (``None``: half the processing time).
+    :param qanda_name: the name of the Q&A report, version 2: ``qanda2`` or ``qandav2``; the other
+        name is an unknown report.
+    :param token_response: ``full`` answers ``access_token``, ``token_type``, ``expires_in`` and
+        ``refresh_token``; ``minimal`` only ``access_token``.
+    :param retry_after: send ``Retry-After`` with a 429 (rate limit and ``429`` faults).
+    :param bad_credentials_status: 401 or 400 for wrong client credentials.
     :param pregenerate: build an ``Available`` request's assets in the background while it is
         ``Pending`` (else on its first download).
     :param public_url: base URL for signed links (default: the URL the client called).
@@ -86,6 +154,18 @@ class SandboxConfig:
     reports_shape: str = "object"
     request_path: str = "singular"
     show_output: bool = False
+    token_auth: str = "any"
+    access_token_in: str = "header-or-param"
+    in_flight_message: str = DEFAULT_IN_FLIGHT_MESSAGE
+    requests_scope: str = "institution"
+    requests_page_size: int = 0
+    requests_paging: str = "link"
+    early_status: str | None = None
+    early_status_seconds: float | None = None
+    qanda_name: str = "qanda2"
+    token_response: str = "full"
+    retry_after: bool = True
+    bad_credentials_status: int = 401
     pregenerate: bool = True
     public_url: str | None = None
     data_dir: str | None = None
@@ -107,19 +187,38 @@ class SandboxConfig:
             "slow_seconds",
         ):
             _check(getattr(self, name) >= 0, name, "a number >= 0")
-        for name in ("rows_per_day", "rate_limit", "max_in_flight"):
+        for name in ("rows_per_day", "rate_limit", "max_in_flight", "requests_page_size"):
             _check(getattr(self, name) >= 0, name, "an integer >= 0")
         _check(self.max_rows_per_asset >= 1, "max_rows_per_asset", "an integer >= 1")
-        _check(400 <= self.in_flight_status <= 599, "in_flight_status", "an HTTP error status (400-599)")
+        _check(bool(self.in_flight_message.strip()), "in_flight_message", "a non-empty text")
+        _check(
+            self.early_status is None
+            or (bool(self.early_status.strip()) and self.early_status not in _TERMINAL),
+            "early_status",
+            f"null or a status name other than {', '.join(_TERMINAL)}",
+        )
+        _check(
+            self.early_status_seconds is None or self.early_status_seconds >= 0,
+            "early_status_seconds",
+            "a number >= 0 or null",
+        )
         for name in ("fault_rate", "failed_rate", "missing_rate"):
             _check(0.0 <= getattr(self, name) <= 1.0, name, "a probability from 0 to 1")
         _check(self.failed_rate + self.missing_rate <= 1.0, "missing_rate", "failed_rate + missing_rate <= 1")
         _check(set(self.faults) <= set(FAULT_KINDS), "faults", f"a subset of {list(FAULT_KINDS)}")
         _check(set(self.fault_targets) <= set(FAULT_TARGETS), "fault_targets", f"a subset of {FAULT_TARGETS}")
         _check(self.fault_budget is None or self.fault_budget >= 0, "fault_budget", "an integer >= 0 or null")
-        _check(self.reports_shape in ("object", "list"), "reports_shape", "'object' or 'list'")
-        _check(self.request_path in ("singular", "plural"), "request_path", "'singular' or 'plural'")
+        for name, choices in DIALECT_CHOICES.items():
+            _check(getattr(self, name) in choices, name, _one_of(choices))
         return self
+
+    def early_seconds(self, processing_seconds: float) -> float:
+        """How long ``early_status`` shows for a request processed in ``processing_seconds``."""
+        if self.early_status is None:
+            return 0.0
+        if self.early_status_seconds is None:
+            return processing_seconds / 2
+        return self.early_status_seconds
 
     def to_dict(self, *, mask_secret: bool = True) -> dict[str, Any]:
         """The settings as JSON-ready values, the client secret masked unless asked otherwise."""
@@ -161,6 +260,10 @@ def _coerce(declared: str, value: Any, name: str) -> Any:
     if base == "list[str]" and isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
     raise ConfigError(f"Invalid {name}: allowed is a value of type {declared}")
+
+
+def _one_of(choices: tuple[object, ...]) -> str:
+    return "one of " + ", ".join(repr(c) for c in choices)
 
 
 def _check(ok: bool, name: str, allowed: str) -> None:

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import requests
 
-API_PREFIX = "/public/api/v1/reporting"  # app.API_PREFIX, repeated: importing app would import Airflow
+API_PREFIX = "/public/api/v1/reporting"  # app.API_PREFIX, repeated: this module needs no FastAPI
 _LIVE: weakref.WeakSet[SandboxProcess] = weakref.WeakSet()
 _LIVE_LOCK = threading.Lock()
 
@@ -184,7 +184,7 @@ class SandboxProcess:
             str(os.getpid()),
             *to_flags({"log_level": "warning", **self.options}),
         ]
-        env = {**os.environ, "_AIRFLOW__AS_LIBRARY": "1", **self.env}
+        env = {**os.environ, **self.env}
         self._log = tempfile.TemporaryFile(prefix="echo360-sandbox-", suffix=".log")
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=env
@@ -299,6 +299,25 @@ class SandboxProcess:
         """A request as the sandbox knows it (outcome, output options, asset names)."""
         return dict(self._control("GET", f"/requests/{request_id}"))
 
+    def submit_as(
+        self, client_id: str, report_name: str, parameters: Mapping[str, Any] | None = None, **output: Any
+    ) -> dict[str, Any]:
+        """Create a request as if another API client of the institution (``client_id``) had submitted it.
+
+        It counts toward the institution's in-flight limit (without being refused by it), shows in
+        ``institution``-scoped listings only, and is counted in the stats as ``injected``.
+
+        :param output: output options (``compression``, ``delimiter``).
+        :returns: the request as the API shows it, plus ``clientId``.
+        """
+        body = {
+            "reportName": report_name,
+            "parameters": dict(parameters or {}),
+            "clientId": client_id,
+            "output": output,
+        }
+        return dict(self._control("POST", "/requests", body))
+
     def asset_bytes(self, request_id: str, filename: str) -> bytes:
         """The exact bytes the signed link of ``filename`` serves (no faults, no signature)."""
         response = self._http.get(
@@ -310,16 +329,18 @@ class SandboxProcess:
     # --- API helpers ------------------------------------------------------------------------
 
     def access_token(self) -> str:
-        """A fresh access token from the sandbox's token endpoint."""
-        response = self._http.post(
-            self.token_url,
-            data={
-                "grant_type": "client_credentials",
-                "client_id": self.client_id,
-                "client_secret": self.client_secret,
-            },
-            timeout=30,
-        )
+        """A fresh access token from the sandbox's token endpoint, asked the way its ``token_auth``
+        dialect reads credentials (a form body, unless it only reads the query or HTTP Basic)."""
+        token_auth = self.config()["token_auth"]
+        fields = {"grant_type": "client_credentials", "client_id": self.client_id}
+        secret = {"client_secret": self.client_secret}
+        if token_auth == "query":
+            response = self._http.post(self.token_url, params={**fields, **secret}, timeout=30)
+        elif token_auth == "basic":
+            auth = (self.client_id, self.client_secret)
+            response = self._http.post(self.token_url, data=fields, auth=auth, timeout=30)
+        else:
+            response = self._http.post(self.token_url, data={**fields, **secret}, timeout=30)
         response.raise_for_status()
         return str(response.json()["access_token"])
 

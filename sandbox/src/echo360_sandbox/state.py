@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_echo360.reports import CATALOG
+from echo360_sandbox.catalog import find_report
 from echo360_sandbox.config import (
     API_ONLY_FAULTS,
     DOWNLOAD_ONLY_FAULTS,
@@ -47,6 +47,11 @@ def submission_key(report_name: str, parameters: Mapping[str, Any]) -> str:
     return report_name + "|" + "&".join(f"{k}={parameters[k]}" for k in sorted(parameters))
 
 
+def listing_key(request: ReportRequest) -> tuple[float, str]:
+    """The order of ``GET /requests``: newest first, then by id (a total order, for stable pages)."""
+    return (-request.created, request.request_id)
+
+
 def iso_z(timestamp: float) -> str:
     """A Unix time as the API writes it: ``2020-04-01T20:36:12.000Z``."""
     moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
@@ -54,14 +59,11 @@ def iso_z(timestamp: float) -> str:
 
 
 class InFlightLimitReached(Exception):
-    """A submission refused because ``max_in_flight`` requests are ``Pending``."""
+    """A submission refused because ``max_in_flight`` requests of the institution are in progress."""
 
-    def __init__(self, in_flight: int, limit: int) -> None:
-        super().__init__(
-            f"In-flight report limit reached: at most {limit} reports may be in flight; "
-            "wait for one to finish"
-        )
-        self.in_flight = in_flight
+    def __init__(self, in_progress: int, limit: int) -> None:
+        super().__init__(f"{in_progress} requests in progress, at most {limit} allowed")
+        self.in_progress = in_progress
         self.limit = limit
 
 
@@ -80,6 +82,7 @@ class ReportRequest:
     :param rows_per_day: the data size setting when it was submitted.
     :param max_rows_per_asset: the split setting when it was submitted.
     :param seed: the data seed.
+    :param client_id: the API client that submitted it.
     :param forced_status: a status set through the control endpoint, overriding the clock.
     """
 
@@ -94,6 +97,7 @@ class ReportRequest:
     rows_per_day: int
     max_rows_per_asset: int
     seed: int
+    client_id: str = ""
     forced_status: str | None = None
 
     @property
@@ -101,6 +105,7 @@ class ReportRequest:
         return submission_key(self.report_name, self.parameters)
 
     def status(self, now: float, retention_seconds: float) -> str:
+        """``Pending`` while in progress, then the outcome, then ``Expired`` (see :meth:`shown_status`)."""
         if self.forced_status is not None and self.forced_status != "Available":
             return self.forced_status
         if self.forced_status is None and now < self.created + self.processing_seconds:
@@ -110,9 +115,23 @@ class ReportRequest:
             return "Expired"
         return outcome
 
+    def shown_status(self, now: float, config: SandboxConfig) -> str:
+        """The status as the API shows it: :meth:`status`, with ``config.early_status`` for ``Pending``
+        during the first ``early_status_seconds`` of processing."""
+        status = self.status(now, config.retention_seconds)
+        if (
+            status == "Pending"
+            and config.early_status is not None
+            and now < self.created + config.early_seconds(self.processing_seconds)
+        ):
+            return config.early_status
+        return status
+
     def asset_specs(self) -> list[tuple[str, AssetSpec]]:
         """Each asset's file name and what determines its bytes."""
-        days = report_days(CATALOG[self.report_name], self.parameters)
+        report = find_report(self.report_name)
+        assert report is not None, self.report_name  # only known reports are ever submitted
+        days = report_days(report, self.parameters)
         parts = asset_count(self.rows_per_day * len(days), self.max_rows_per_asset)
         names = asset_names(self.request_id, self.compression, parts)
         params = tuple(sorted(self.parameters.items()))
@@ -120,7 +139,7 @@ class ReportRequest:
             (
                 name,
                 AssetSpec(
-                    self.report_name,
+                    report.name,  # the Q&A report's bytes do not depend on the name it is served under
                     params,
                     self.compression,
                     self.delimiter,
@@ -141,11 +160,13 @@ class Stats:
     since: float = field(default_factory=time.time)
     max_in_flight: int = 0
     submitted: int = 0
+    injected: int = 0
     refused_in_flight: int = 0
     refused_rate_limited: int = 0
     refused_invalid: int = 0
     refused_unauthorized: int = 0
     submissions: collections.Counter[str] = field(default_factory=collections.Counter)
+    clients: collections.Counter[str] = field(default_factory=collections.Counter)
     outcomes: dict[str, list[str]] = field(default_factory=dict)
     calls: collections.Counter[str] = field(default_factory=collections.Counter)
     tokens_issued: int = 0
@@ -167,7 +188,8 @@ class SandboxState:
         self.lock = threading.Lock()
         self.requests: dict[str, ReportRequest] = {}
         self.tokens: dict[str, float] = {}  # access token -> expiry (Unix time)
-        self.refresh_tokens: set[str] = set()
+        self.token_clients: dict[str, str] = {}  # access token -> the API client it was issued to
+        self.refresh_tokens: dict[str, str] = {}  # unspent refresh token -> its API client
         self.issued_refresh_tokens: list[str] = []  # spent ones too: tests look for them in logs
         self.signatures: set[str] = set()  # of every download link handed out
         self.stats = Stats()
@@ -182,16 +204,27 @@ class SandboxState:
         return sum(1 for r in self.requests.values() if r.status(now, retention) == "Pending")
 
     def submit(
-        self, report_name: str, parameters: dict[str, str], compression: bool, delimiter: str, now: float
+        self,
+        report_name: str,
+        parameters: dict[str, str],
+        compression: bool,
+        delimiter: str,
+        now: float,
+        *,
+        client_id: str,
+        injected: bool = False,
     ) -> ReportRequest:
         """Record a new request, its outcome drawn now.
 
-        :raises InFlightLimitReached: when ``max_in_flight`` requests are already ``Pending``.
+        :param client_id: the API client submitting it.
+        :param injected: made through the control endpoint, as if by another client: it skips the
+            in-flight check and is counted apart (``injected``), not in ``submitted``/``submissions``.
+        :raises InFlightLimitReached: when ``max_in_flight`` requests are already in progress.
         """
         with self.lock:
             cfg = self.config
             pending = self.in_flight(now)
-            if pending >= cfg.max_in_flight:
+            if not injected and pending >= cfg.max_in_flight:
                 self.stats.refused_in_flight += 1
                 raise InFlightLimitReached(pending, cfg.max_in_flight)
             draw = self._rng.random()
@@ -214,11 +247,16 @@ class SandboxState:
                 rows_per_day=cfg.rows_per_day,
                 max_rows_per_asset=cfg.max_rows_per_asset,
                 seed=cfg.seed,
+                client_id=client_id,
             )
             self.requests[request.request_id] = request
-            self.stats.submitted += 1
-            self.stats.submissions[request.key] += 1
-            self.stats.outcomes.setdefault(request.key, []).append(outcome)
+            self.stats.clients[client_id] += 1
+            if injected:
+                self.stats.injected += 1
+            else:
+                self.stats.submitted += 1
+                self.stats.submissions[request.key] += 1
+                self.stats.outcomes.setdefault(request.key, []).append(outcome)
             self._note_in_flight(now)
             return request
 
@@ -233,10 +271,15 @@ class SandboxState:
     def status(self, request: ReportRequest, now: float) -> str:
         return request.status(now, self.config.retention_seconds)
 
-    def listing(self) -> list[ReportRequest]:
-        """Every request, newest first (as the vendor's example lists them)."""
+    def status_shown(self, request: ReportRequest, now: float) -> str:
+        return request.shown_status(now, self.config)
+
+    def listing(self, client_id: str | None = None) -> list[ReportRequest]:
+        """Every request (of ``client_id`` only, if given), newest first as the vendor's example lists
+        them; requests made in the same instant come in the order of their ids."""
         with self.lock:
-            return sorted(self.requests.values(), key=lambda r: r.created, reverse=True)
+            found = [r for r in self.requests.values() if client_id is None or r.client_id == client_id]
+        return sorted(found, key=listing_key)
 
     def force_status(self, request_id: str, status: str, now: float) -> ReportRequest | None:
         if status not in STATUSES:
@@ -250,12 +293,13 @@ class SandboxState:
 
     # --- tokens -----------------------------------------------------------------------------
 
-    def issue_token(self, now: float) -> tuple[str, str]:
-        """A new access token and refresh token."""
+    def issue_token(self, now: float, client_id: str) -> tuple[str, str]:
+        """A new access token and refresh token for the API client ``client_id``."""
         access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         with self.lock:
             self.tokens[access] = now + self.config.token_seconds
-            self.refresh_tokens.add(refresh)
+            self.token_clients[access] = client_id
+            self.refresh_tokens[refresh] = client_id
             self.issued_refresh_tokens.append(refresh)
             self.stats.tokens_issued += 1
         return access, refresh
@@ -270,13 +314,15 @@ class SandboxState:
                 "signatures": sorted(self.signatures),
             }
 
-    def use_refresh_token(self, refresh: str) -> bool:
-        """Spend a refresh token (they are single-use); whether it was valid."""
+    def use_refresh_token(self, refresh: str) -> str | None:
+        """Spend a refresh token (they are single-use); the API client it belonged to, or ``None``."""
         with self.lock:
-            if refresh in self.refresh_tokens:
-                self.refresh_tokens.discard(refresh)
-                return True
-            return False
+            return self.refresh_tokens.pop(refresh, None)
+
+    def token_client(self, token: str) -> str:
+        """The API client an access token was issued to."""
+        with self.lock:
+            return self.token_clients.get(token, "")
 
     def check_token(self, token: str, now: float) -> str:
         """``valid``, ``expired`` or ``unknown``."""
@@ -357,13 +403,15 @@ class SandboxState:
     def snapshot(self, now: float) -> dict[str, Any]:
         with self.lock:
             s = self.stats
-            statuses = collections.Counter(self.status(r, now) for r in self.requests.values())
+            statuses = collections.Counter(self.status_shown(r, now) for r in self.requests.values())
             return {
                 "since": iso_z(s.since),
-                "in_flight": statuses["Pending"],
+                "in_flight": self.in_flight(now),
                 "max_in_flight": s.max_in_flight,
                 "in_flight_limit": self.config.max_in_flight,
                 "submitted": s.submitted,
+                "injected": s.injected,
+                "clients": dict(s.clients),
                 "refused_in_flight": s.refused_in_flight,
                 "refused_rate_limited": s.refused_rate_limited,
                 "refused_invalid": s.refused_invalid,

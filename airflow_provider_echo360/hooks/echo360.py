@@ -185,7 +185,8 @@ class Echo360Hook(BaseHook):
         clear (connection reset, timeout, 5xx) is looked for in ``/requests`` before it is sent
         again, so that no window is submitted twice.
 
-        :raises Echo360SubmissionRefusedError: the API refused it (4xx, or 429 through every retry).
+        :raises Echo360SubmissionRefusedError: the API refused it (a 4xx, 429 included: not retried here,
+            since a 429 may be the cap on requests in flight as well as the rate limit).
         """
         name = self.resolve_report_name(report_name)
         params = validate_parameters(name, parameters)
@@ -201,16 +202,18 @@ class Echo360Hook(BaseHook):
                 return found
             try:
                 return ReportRequest.from_api(self._send(self.get_conn(), call).data)
-            except (RetryableAnswer, *TRANSPORT_ERRORS) as error:
-                unclear = unclear or not (isinstance(error, RetryableAnswer) and error.http_status == 429)
+            except RetryableAnswer as error:
+                if (
+                    error.http_status == 429
+                ):  # the rate limit, or the cap: the operator waits, holding nothing
+                    raise Echo360SubmissionRefusedError(429, str(error)) from None
+                unclear = True
+                raise
+            except TRANSPORT_ERRORS:
+                unclear = True
                 raise
 
-        try:
-            return retrying(self.settings, what=call.what)(attempt)
-        except Echo360TransientError as error:
-            if error.http_status == 429:  # refused through the API's whole rate window
-                raise Echo360SubmissionRefusedError(429, str(error)) from None
-            raise
+        return retrying(self.settings, what=self._where(call))(attempt)
 
     def _find_submission(
         self, name: str, params: Mapping[str, str], output: OutputOptions, since: dt.datetime
@@ -328,7 +331,8 @@ class Echo360Hook(BaseHook):
             call = next(flow)
             while True:
                 try:
-                    answer = retrying(self.settings, what=call.what)(self._send, self.get_conn(), call)
+                    where = self._where(call)
+                    answer = retrying(self.settings, what=where)(self._send, self.get_conn(), call)
                 except Echo360Error as error:
                     call = flow.throw(error)
                 else:
@@ -343,7 +347,8 @@ class Echo360Hook(BaseHook):
                 call = next(flow)
                 while True:
                     try:
-                        answer = await retrying(settings, is_async=True, what=call.what)(
+                        where = self._where(call)
+                        answer = await retrying(settings, is_async=True, what=where)(
                             self._asend, client, call
                         )
                     except Echo360Error as error:
@@ -352,6 +357,10 @@ class Echo360Hook(BaseHook):
                         call = flow.send(answer)
             except StopIteration as done:
                 return done.value
+
+    def _where(self, call: Call) -> str:
+        """The call's method and full URL, without a query string: for messages."""
+        return f"{call.method} {redact_url(self.settings.api_url(call.path))}"
 
     def _send(self, client: httpx.Client, call: Call) -> Answer:
         response = client.request(call.method, call.path, json=call.body, params=call.params)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -179,11 +179,6 @@ def next_page(data: Any, link_header: str | None) -> tuple[str | None, dict[str,
         if 'rel="next"' in rest.replace(" ", "") or "rel=next" in rest.replace(" ", ""):
             return target.strip().strip("<>"), {}
     return None, {}
-
-
-def in_flight(requests: Iterable[ReportRequest]) -> int:
-    """How many of these requests are in progress: what counts against the API's cap of 3."""
-    return sum(1 for request in requests if request.in_progress)
 
 
 def redact_url(url: str) -> str:

@@ -14,7 +14,8 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from echo360_sandbox.process import SandboxProcess
 
-from airflow_provider_echo360.hooks.echo360 import Echo360DownloadError, Echo360Hook
+from airflow_provider_echo360.exceptions import Echo360DownloadError
+from airflow_provider_echo360.hooks.echo360 import Echo360Hook
 from airflow_provider_echo360.reports import CATALOG
 from airflow_provider_echo360.transfers.echo360_to_s3 import (
     Echo360ReportNotReadyError,
@@ -54,7 +55,7 @@ def env(started):
 def ready_request(hook: Echo360Hook, report: str, params=None, **output) -> str:
     request = hook.submit_request(report, params, **output)
     for _ in range(100):
-        if not hook.get_request(request.request_id).is_pending:
+        if not hook.get_request(request.request_id).in_progress:
             return request.request_id
         time.sleep(0.1)
     raise AssertionError("never ready")

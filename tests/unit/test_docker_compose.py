@@ -9,7 +9,7 @@ import tomllib
 
 import yaml
 
-from airflow_provider_echo360.hooks.echo360 import ConnectionSettings
+from airflow_provider_echo360.hooks.transport import ConnectionSettings
 from devtools.environment import BUCKET, DEFAULT_REPORTS, POOL
 
 REPO = pathlib.Path(__file__).parents[2]

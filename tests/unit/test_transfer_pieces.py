@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from airflow_provider_echo360.hooks.echo360 import Echo360DownloadError
+from airflow_provider_echo360.exceptions import Echo360DownloadError
 from airflow_provider_echo360.transfers.echo360_to_s3 import (
     MultipartUpload,
     checked_chunks,
@@ -137,7 +137,7 @@ def test_multipart_aborts_when_a_part_upload_fails():
 
 
 def test_placeholders_come_from_the_request():
-    from airflow_provider_echo360.hooks.echo360 import ReportRequest
+    from airflow_provider_echo360.hooks.model import ReportRequest
     from airflow_provider_echo360.transfers.echo360_to_s3 import fill_placeholders
 
     request = ReportRequest("r1", "Available", "videoview", {"start": "2024-01-01", "end": "2024-01-08"})

@@ -1,0 +1,197 @@
+"""The contract matrix: the hook, and submit → wait → transfer, against every dialect of the sandbox.
+
+Each behaviour that the vendor's page leaves open is a sandbox option (``sandbox/README.md``); we cannot
+know which one the real Echo360 speaks, so the provider must hold in each of them alone and in a few
+of them together. Each case runs a sandbox of its own as a real process, and a moto S3 server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import defaultdict
+from types import SimpleNamespace
+from unittest import mock
+
+import pytest
+from airflow.sdk.exceptions import AirflowRescheduleException
+from echo360_sandbox.process import SandboxProcess
+
+from airflow_provider_echo360.exceptions import Echo360SubmissionRefusedError
+from airflow_provider_echo360.hooks.echo360 import Echo360Hook
+from airflow_provider_echo360.hooks.transport import MEMORY, TOKEN_WAYS
+from airflow_provider_echo360.operators.echo360 import SubmitReportOperator, in_flight
+from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
+from devtools.moto_server import MotoServer
+
+pytestmark = pytest.mark.integration
+BUCKET = "contract"
+DAY = dt.date.today() - dt.timedelta(days=20)
+
+#: One entry per open behaviour (and a few together): sandbox options.
+DIALECTS = {
+    "default": {},
+    "token from form only": {"token_auth": "form"},
+    "token from query only": {"token_auth": "query"},
+    "token from Basic only": {"token_auth": "basic"},
+    "access token as header only": {"access_token_in": "header"},
+    "cap refused with 400": {"in_flight_status": 400},
+    "cap refused with 403": {"in_flight_status": 403},
+    "cap refused with 409": {"in_flight_status": 409},
+    "cap refused with 429": {"in_flight_status": 429},
+    "reports as a bare list": {"reports_shape": "list"},
+    "requests of this client only": {"requests_scope": "client"},
+    "requests paged by link": {"requests_page_size": 2, "requests_paging": "link"},
+    "requests paged by cursor": {"requests_page_size": 2, "requests_paging": "cursor"},
+    "requests paged by Link header": {"requests_page_size": 2, "requests_paging": "header"},
+    "request path plural": {"request_path": "plural"},
+    "Queued before Pending": {"early_status": "Queued", "early_status_seconds": 2},
+    "Q&A listed as qandav2": {"qanda_name": "qandav2"},
+    "listing shows output": {"show_output": True},
+    "the public client's guess": {
+        "token_auth": "query",
+        "qanda_name": "qandav2",
+        "requests_page_size": 2,
+        "requests_paging": "cursor",
+        "request_path": "plural",
+        "in_flight_status": 409,
+    },
+    "strict": {
+        "token_auth": "basic",
+        "access_token_in": "header",
+        "reports_shape": "list",
+        "requests_scope": "client",
+        "requests_page_size": 1,
+        "requests_paging": "header",
+        "early_status": "Processing",
+        "early_status_seconds": 2,
+        "in_flight_status": 403,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with MotoServer() as server:
+        server.client().create_bucket(Bucket=BUCKET)
+        yield server
+
+
+@pytest.fixture(params=list(DIALECTS), ids=list(DIALECTS))
+def dialect(request, s3, monkeypatch):
+    """A sandbox speaking one dialect, with the two connections pointing at it and at S3."""
+    options = {"processing_seconds": 3, "rows_per_day": 30, "rate_limit": 0, **DIALECTS[request.param]}
+    with SandboxProcess(**options) as sandbox:
+        MEMORY.forget()  # every dialect is met as a stranger: nothing learned from the last one
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_CONTRACT", s3.airflow_connection())
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_ECHO360_CONTRACT", sandbox.airflow_connection(extra={"backoff_seconds": 0.05})
+        )
+        yield SimpleNamespace(name=request.param, options=options, sandbox=sandbox, s3=s3)
+
+
+def window(offset: int) -> dict[str, str]:
+    start = DAY + dt.timedelta(days=offset)
+    return {"start": start.isoformat(), "end": (start + dt.timedelta(days=1)).isoformat()}
+
+
+def submit_operator(report: str, offset: int, **kwargs) -> SubmitReportOperator:
+    return SubmitReportOperator(
+        task_id=f"submit_{report}_{offset}",
+        report_name=report,
+        start=window(offset)["start"],
+        end=window(offset)["end"],
+        echo360_conn_id="echo360_contract",
+        deferrable=False,
+        poll_interval=0.5,
+        timeout=120,
+        data_lag=0,
+        cap_wait=1,
+        **kwargs,
+    )
+
+
+def wait_until_done(hook: Echo360Hook, request_ids: list[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while any(r.in_progress for r in hook.get_requests() if r.request_id in request_ids):
+        assert time.monotonic() < deadline, "requests still in progress"
+        time.sleep(0.5)
+
+
+def test_the_hook_holds(dialect):
+    hook = Echo360Hook("echo360_contract")
+    sandbox = dialect.sandbox
+    names = {entry["name"] for entry in hook.get_reports()}
+    assert dialect.options.get("qanda_name", "qanda2") in names and "videoview" in names
+    # The token came the way this API reads credentials, after the others were refused once each.
+    way = dialect.options.get("token_auth", "any")
+    assert sandbox.stats()["tokens_refused"] == (0 if way == "any" else TOKEN_WAYS.index(way))
+
+    # An answer lost after the submission was recorded: looked up in the (paged) listing, not sent twice.
+    sandbox.set_faults(fault_rate=1.0, faults=["lost-response"], fault_targets=["api"], fault_budget=1)
+    first = hook.submit_request("videoview", window(0))
+    sandbox.set_faults(fault_rate=0.0)
+    second = hook.submit_request("qanda2", window(0))  # whichever name the API lists
+    third = hook.submit_request("notes", window(0), delimiter="|")
+    mine = [first.request_id, second.request_id, third.request_id]
+    listed = hook.get_requests()
+    assert sorted(r.request_id for r in listed) == sorted(mine)  # every page, each request once
+    assert in_flight(listed) == 3
+    if page_size := dialect.options.get("requests_page_size"):
+        calls_before = sandbox.stats()["calls"]["GET /requests"]
+        hook.get_requests()
+        assert sandbox.stats()["calls"]["GET /requests"] - calls_before == -(-3 // page_size)
+    assert sandbox.stats()["submitted"] == 3
+
+    # A 4th is refused with the dialect's status and wording; the operator takes it for the cap and waits.
+    with pytest.raises(Echo360SubmissionRefusedError) as refused:
+        hook.submit_request("videoview", window(1))
+    assert refused.value.http_status == dialect.options.get("in_flight_status", 429)
+    with pytest.raises(AirflowRescheduleException):
+        submit_operator("videoview", 1).execute({"ti": mock.MagicMock()})
+
+    wait_until_done(hook, mine)
+    detail = hook.get_request(third.request_id)
+    assert detail.is_available and detail.signed_assets
+    with hook.open_asset(detail.signed_assets[0]) as stream:
+        body = b"".join(stream.chunks())
+    assert body == sandbox.asset_bytes(third.request_id, stream.name)
+    assert sandbox.stats()["max_in_flight"] == 3
+
+
+def test_submit_wait_transfer(dialect):
+    """The path users run, in the worker: submit (or adopt), wait, transfer; byte-identical in S3."""
+    sandbox, client = dialect.sandbox, dialect.s3.client()
+    for offset, report in enumerate(["qanda2", "videoview"]):
+        request_id = submit_operator(report, offset, delimiter="\t").execute({"ti": mock.MagicMock()})
+        prefix = f"{dialect.name}/{report}/"
+        outlet_events: dict = defaultdict(SimpleNamespace)
+        written = TransferReportToS3Operator(
+            task_id=f"transfer_{report}",
+            request_id=request_id,
+            s3_bucket=BUCKET,
+            s3_key=prefix,
+            aws_conn_id="aws_contract",
+            echo360_conn_id="echo360_contract",
+        ).execute({"outlet_events": outlet_events})
+        assert len(written) == 1
+        name = written[0].rsplit("/", 1)[1]
+        landed = client.get_object(Bucket=BUCKET, Key=f"{prefix}{name}")["Body"].read()
+        assert landed == sandbox.asset_bytes(request_id, name)
+    # A second run of the same window adopts the finished request: no new submission.
+    again = submit_operator("videoview", 1, delimiter="\t").execute({"ti": mock.MagicMock()})
+    assert again == request_id
+    assert sandbox.stats()["submitted"] == 2
+
+
+def test_a_refusal_while_another_clients_requests_fill_the_cap_is_a_wait(dialect):
+    """Another API client of the institution holds slots the listing may not show: the API refuses
+    ours in its own words; with any request in progress in sight, the operator waits."""
+    sandbox = dialect.sandbox
+    for offset in range(2):
+        sandbox.submit_as("another-client", "notes", window(offset))
+    mine = submit_operator("videoview", 0, wait_for_completion=False).execute({"ti": mock.MagicMock()})
+    with pytest.raises(AirflowRescheduleException):
+        submit_operator("videoview", 1, wait_for_completion=False).execute({"ti": mock.MagicMock()})
+    assert sandbox.stats()["max_in_flight"] == 3
+    assert mine

@@ -198,3 +198,23 @@ def test_requests_that_are_not_available_fail_clearly(env):
         transfer(pending, "x/")
     with pytest.raises(AirflowFailException, match="s3_bucket"):
         TransferReportToS3Operator(task_id="t", request_id=pending, s3_bucket="", s3_key="x/").execute({})
+
+
+def test_a_download_dropped_before_its_first_byte_is_started_over(env, monkeypatch):
+    """The hook gives up on a dropped connection at once here (no retries of its own): the transfer
+    starts the asset over, instead of failing on the hook's error."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ECHO360_NO_RETRIES", env.sandbox.airflow_connection(extra={"max_retries": 0})
+    )
+    request_id = ready_request(env.hook, "notes", WINDOW)
+    env.sandbox.set_faults(fault_rate=1.0, faults=["drop"], fault_targets=["download"], fault_budget=1)
+    (uri,) = TransferReportToS3Operator(
+        task_id="transfer",
+        request_id=request_id,
+        s3_bucket=BUCKET,
+        s3_key="dropped/",
+        aws_conn_id="aws_it",
+        echo360_conn_id="echo360_no_retries",
+    ).execute({"outlet_events": defaultdict(SimpleNamespace)})
+    assert s3_bytes(env.client, uri) == env.sandbox.asset_bytes(request_id, uri.rsplit("/", 1)[1])
+    assert env.sandbox.stats()["faults"]["drop"] == 1

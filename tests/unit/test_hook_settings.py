@@ -127,3 +127,17 @@ def test_a_429_is_retried_until_the_rate_window_has_passed():
     assert not _stop_retrying(state(too_many, 7, RATE_WINDOW_SECONDS - 5), attempts=7)
     assert _stop_retrying(state(too_many, 7, RATE_WINDOW_SECONDS + 1), attempts=7)
     assert _stop_retrying(state(unavailable, 7, 1.0), attempts=7)
+
+
+@pytest.mark.parametrize(
+    ("uri", "base"),
+    [
+        ("echo360://sandbox-client:sandbox-secret@127.0.0.1:8360", "http://127.0.0.1:8360"),
+        ("echo360://id:secret@echo360.org.uk", "https://echo360.org.uk"),
+        ("echo360://id:secret@?region=au", "https://echo360.org.au"),
+        ("echo360://id:secret@127.0.0.1:8443/https", "https://127.0.0.1:8443"),
+    ],
+)
+def test_uri_connections_as_the_readme_shows_them(monkeypatch, uri, base):
+    monkeypatch.setenv("AIRFLOW_CONN_ECHO360_URI", uri)
+    assert Echo360Hook("echo360_uri").settings.base_url == base

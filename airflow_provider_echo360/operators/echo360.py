@@ -296,7 +296,9 @@ class SubmitReportOperator(BaseOperator):
             definition = resolve_definition(self.report_name, self.hook.get_reports())
         parameters = dict(self.parameters or {})
         if self.start is not None or self.end is not None or definition.is_dated:
-            default_start, default_end = default_window(context)
+            default_start, default_end, why = default_window(context, self.data_lag)
+            if self.start is None or self.end is None:
+                self.log.info("Window %s to %s: %s.", default_start, default_end, why)
             parameters["start"] = self.start if self.start is not None else default_start
             parameters["end"] = self.end if self.end is not None else default_end
         validated = validate_parameters(self.report_name, parameters, definition=definition)
@@ -364,7 +366,11 @@ class SubmitReportOperator(BaseOperator):
                 poll_interval=self.poll_interval,
                 deadline=deadline,
                 method_name="execute_complete",
-                kwargs={"parameters": dict(parameters), "resubmits_left": resubmits_left},
+                kwargs={
+                    "parameters": dict(parameters),
+                    "resubmits_left": resubmits_left,
+                    "request_id": request.request_id,
+                },
             )
         while request.in_progress and time.time() < deadline:
             time.sleep(self.poll_interval)
@@ -374,11 +380,18 @@ class SubmitReportOperator(BaseOperator):
     def execute_complete(
         self,
         context: Context,
-        event: dict[str, Any],
+        event: Mapping[str, Any] | str | None,
         parameters: dict[str, str] | None = None,
         resubmits_left: int = 0,
+        request_id: str | None = None,
     ) -> str:
-        """Resume after the trigger fired on anything but ``Available``: resubmit, or fail clearly."""
+        """Resume after the trigger fired on anything but ``Available``: resubmit, or fail clearly.
+
+        Where the trigger's "the task ends here" reaches the task instead (``airflow dags test`` runs
+        triggers in-process and hands their ``TaskSuccessEvent`` on as the string ``"success"``), the
+        request is ``Available``.
+        """
+        event = as_event(event, request_id)
         return self._settle(
             context, event["request_id"], event["status"], parameters or {}, resubmits_left, event
         )
@@ -401,17 +414,41 @@ class SubmitReportOperator(BaseOperator):
         return raise_for_event(event or {"status": status, "request_id": request_id})
 
 
-def default_window(context: Context | Mapping[str, Any]) -> tuple[dt.date, dt.date]:
-    """The run's data interval as UTC dates; for an empty interval, the last UTC day before the run."""
+def as_event(event: Mapping[str, Any] | str | None, request_id: str | None) -> Mapping[str, Any]:
+    """A trigger event as a mapping; a bare ``TaskSuccessEvent`` (not a mapping) means ``Available``."""
+    if isinstance(event, Mapping):
+        return event
+    return {"status": ReportStatus.AVAILABLE.value, "request_id": request_id}
+
+
+def default_window(
+    context: Context | Mapping[str, Any], data_lag: float = 0.0, now: dt.datetime | None = None
+) -> tuple[dt.date, dt.date, str]:
+    """The window a run asks for when given none, and why.
+
+    The run's data interval as UTC dates. A run without one (Airflow 3's cron schedules, manual
+    triggers, ``airflow dags test``) asks for the UTC day before its logical date (else its
+    ``run_after``); a manual run whose day is not yet complete (``data_lag`` after its end) asks for
+    the last day that is, instead of waiting for it.
+    """
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is not None and end is not None:
-        start_date, end_date = (
-            to_utc_date(start, "data_interval_start"),
-            to_utc_date(end, "data_interval_end"),
-        )
+        start_date = to_utc_date(start, "data_interval_start")
+        end_date = to_utc_date(end, "data_interval_end")
         if start_date < end_date:
-            return start_date, end_date
+            return start_date, end_date, "the run's data interval"
+    now = now or dt.datetime.now(dt.UTC)
     dag_run = context.get("dag_run")
-    run_after = getattr(dag_run, "run_after", None) or end or dt.datetime.now(dt.UTC)
-    last_day_end = to_utc_date(run_after, "run_after")
-    return last_day_end - dt.timedelta(days=1), last_day_end
+    reference = context.get("logical_date") or getattr(dag_run, "run_after", None) or end or now
+    day_end = to_utc_date(reference, "logical_date")
+    run_type = getattr(dag_run, "run_type", "")
+    complete_end = to_utc_date(now - dt.timedelta(seconds=data_lag), "now")
+    if str(getattr(run_type, "value", run_type)) == "manual" and day_end > complete_end:
+        lag = f"{data_lag / 3600:g} h"
+        reason = f"a manual run without a data interval: the last UTC day complete {lag} after its end"
+        return complete_end - dt.timedelta(days=1), complete_end, reason
+    return (
+        day_end - dt.timedelta(days=1),
+        day_end,
+        "no data interval: the UTC day before the run's logical date",
+    )

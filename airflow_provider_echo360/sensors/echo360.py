@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
 from airflow_provider_echo360.hooks.model import FAILED_STATUSES, check_request_id
-from airflow_provider_echo360.operators.echo360 import defer_until_available, raise_for_event
+from airflow_provider_echo360.operators.echo360 import as_event, defer_until_available, raise_for_event
 from airflow_provider_echo360.triggers.echo360 import TIMEOUT
 
 
@@ -83,8 +83,9 @@ class ReportStatusSensor(BaseSensorOperator):
             raise_for_event({"status": request.status, "request_id": self.request_id})
         return PokeReturnValue(is_done=not request.in_progress, xcom_value=self.request_id)
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
+    def execute_complete(self, context: Context, event: Mapping[str, Any] | str | None) -> str:
         """Resume after the trigger fired: return the request id or fail clearly."""
+        event = as_event(event, self.request_id)
         if event.get("status") == TIMEOUT:
             raise AirflowSensorTimeout(
                 f"Echo360 request {self.request_id} still Pending after {self.timeout}s."

@@ -46,16 +46,36 @@ def operator(**kwargs):
 
 
 def test_window_defaults_to_the_data_interval_as_utc_dates():
-    assert default_window(context()) == (dt.date(2024, 3, 1), dt.date(2024, 3, 2))
+    assert default_window(context())[:2] == (dt.date(2024, 3, 1), dt.date(2024, 3, 2))
 
 
-def test_empty_interval_takes_the_last_utc_day_before_the_run():
+def test_empty_interval_takes_the_utc_day_before_the_logical_date():
     ctx = context(
         start="2024-03-05T10:00:00+00:00",
         end="2024-03-05T10:00:00+00:00",
         run_after="2024-03-05T10:00:00+00:00",
     )
-    assert default_window(ctx) == (dt.date(2024, 3, 4), dt.date(2024, 3, 5))
+    assert default_window(ctx, 48 * 3600)[:2] == (dt.date(2024, 3, 4), dt.date(2024, 3, 5))
+    ctx["logical_date"] = pendulum.parse("2024-02-10T00:00:00+00:00")  # airflow dags test <dag> 2024-02-10
+    assert default_window(ctx, 48 * 3600)[:2] == (dt.date(2024, 2, 9), dt.date(2024, 2, 10))
+
+
+def test_a_manual_run_without_interval_asks_for_the_last_complete_day():
+    now = pendulum.parse("2026-11-28T02:30:00+00:00")
+    ctx = context(start=None, end=None, run_after=now.isoformat())
+    ctx["dag_run"].run_type = SimpleNamespace(value="manual")
+    start, end, why = default_window(ctx, 48 * 3600, now=now)
+    assert (start, end) == (dt.date(2026, 11, 25), dt.date(2026, 11, 26))  # ended 50.5 h ago
+    assert "manual" in why
+    ctx["dag_run"].run_type = "backfill"  # a backfill's day waits for completeness instead
+    assert default_window(ctx, 48 * 3600, now=now)[:2] == (dt.date(2026, 11, 27), dt.date(2026, 11, 28))
+
+
+def test_a_trigger_that_ended_the_task_reaches_execute_complete_as_a_plain_string():
+    op = operator(deferrable=True)
+    assert op.execute_complete(context(), "success", WINDOW, 1, request_id="r7") == "r7"
+    sensor = ReportStatusSensor(task_id="wait", request_id="r9")
+    assert sensor.execute_complete({}, "success") == "r9"
 
 
 def test_submits_the_run_window_and_defers_until_ready():
@@ -67,7 +87,7 @@ def test_submits_the_run_window_and_defers_until_ready():
     trigger = deferred.value.trigger
     assert isinstance(trigger, ReportStatusTrigger)
     assert (trigger.request_id, trigger.poll_interval) == ("r1", 5)
-    assert deferred.value.kwargs == {"parameters": WINDOW, "resubmits_left": 1}
+    assert deferred.value.kwargs == {"parameters": WINDOW, "resubmits_left": 1, "request_id": "r1"}
     # The trigger ends the task when the report is ready, so the id is in XCom before deferring.
     assert trigger.end_task_when_available
     ctx["ti"].xcom_push.assert_called_once_with(key="return_value", value="r1")

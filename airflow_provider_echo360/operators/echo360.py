@@ -391,10 +391,23 @@ class SubmitReportOperator(BaseOperator):
         triggers in-process and hands their ``TaskSuccessEvent`` on as the string ``"success"``), the
         request is ``Available``.
         """
+        if not isinstance(event, Mapping) and request_id is None:
+            request_id = self._ready_request_id(context)
         event = as_event(event, request_id)
         return self._settle(
             context, event["request_id"], event["status"], parameters or {}, resubmits_left, event
         )
+
+    def _ready_request_id(self, context: Context) -> str:
+        """The ready request of this window, found again: ``airflow dags test`` resumes the task with
+        the trigger's event but without the deferral's kwargs."""
+        parameters = self.resolve_parameters(context)
+        found = self._adoptable([r for r in self.hook.get_requests() if r.is_available], parameters)
+        if found is None:
+            raise Echo360WaitError(
+                f"The trigger saw the report ready, but no Available request matches {parameters}."
+            )
+        return found.request_id
 
     def _settle(
         self,

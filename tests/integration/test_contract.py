@@ -8,6 +8,7 @@ of them together. Each case runs a sandbox of its own as a real process, and a m
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections import defaultdict
 from types import SimpleNamespace
@@ -15,7 +16,6 @@ from unittest import mock
 
 import pytest
 from airflow.sdk.exceptions import AirflowRescheduleException
-from echo360_sandbox.process import SandboxProcess
 
 from airflow_provider_echo360.exceptions import Echo360SubmissionRefusedError
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
@@ -23,6 +23,7 @@ from airflow_provider_echo360.hooks.transport import MEMORY, TOKEN_WAYS
 from airflow_provider_echo360.operators.echo360 import SubmitReportOperator, in_flight
 from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
 from devtools.moto_server import MotoServer
+from devtools.sandbox import SandboxProcess
 
 pytestmark = pytest.mark.integration
 BUCKET = "contract"
@@ -118,7 +119,9 @@ def wait_until_done(hook: Echo360Hook, request_ids: list[str], timeout: float = 
         time.sleep(0.5)
 
 
-def test_the_hook_holds(dialect):
+def test_the_hook_holds(dialect, caplog):
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # Airflow keeps it at WARNING; a user may not
     hook = Echo360Hook("echo360_contract")
     sandbox = dialect.sandbox
     names = {entry["name"] for entry in hook.get_reports()}
@@ -157,6 +160,12 @@ def test_the_hook_holds(dialect):
         body = b"".join(stream.chunks())
     assert body == sandbox.asset_bytes(third.request_id, stream.name)
     assert sandbox.stats()["max_in_flight"] == 3
+
+    # Whichever way the credentials and the token travelled, no secret reached a log.
+    handed_out = sandbox.secrets()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    for secret in (*handed_out["client_secrets"], *handed_out["access_tokens"], *handed_out["signatures"]):
+        assert secret not in logged
 
 
 def test_submit_wait_transfer(dialect):

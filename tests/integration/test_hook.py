@@ -11,7 +11,6 @@ import time
 
 import pytest
 from airflow.sdk.log import redact
-from echo360_sandbox.process import SandboxProcess
 
 from airflow_provider_echo360.exceptions import (
     Echo360AuthError,
@@ -21,6 +20,7 @@ from airflow_provider_echo360.exceptions import (
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
 from airflow_provider_echo360.hooks.transport import MEMORY
 from airflow_provider_echo360.operators.echo360 import in_flight
+from devtools.sandbox import SandboxProcess
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +66,30 @@ def test_test_connection_reports_success_and_failure(monkeypatch, sandbox):
     assert ok and "reports available" in message
     ok, message = connect(monkeypatch, sandbox, "echo360_bad", password="wrong").test_connection()
     assert not ok and "refused the client credentials" in message and "wrong" not in message
+
+
+@pytest.mark.parametrize(
+    ("host", "cause"),
+    [
+        ("http://127.0.0.1:{closed}", "Connection refused"),  # a wrong port
+        ("https://127.0.0.1:{sandbox}", "SSL"),  # a wrong scheme: https to a plain-http server
+        ("https://echo360.nowhere.invalid", "Name or service not known"),  # no such host
+    ],
+)
+def test_a_connection_test_that_cannot_connect_says_where_and_why_after_two_tries(
+    monkeypatch, sandbox, caplog, host, cause
+):
+    from devtools.processes import free_port
+
+    url = host.format(closed=free_port(), sandbox=sandbox.base_url.rsplit(":", 1)[1])
+    conn = json.dumps({"conn_type": "echo360", "host": url, "login": "id", "password": "top-secret"})
+    monkeypatch.setenv("AIRFLOW_CONN_ECHO360_BROKEN", conn)
+    with caplog.at_level(logging.WARNING):
+        ok, message = Echo360Hook("echo360_broken").test_connection()
+    assert not ok
+    assert f"Gave up after 2 attempts at GET {url}/public/api/v1/reporting/reports" in message
+    assert cause in message and "top-secret" not in message
+    assert len([r for r in caplog.records if "Echo360 call failed" in r.getMessage()]) == 1  # one retry
 
 
 def test_token_expiry_is_invisible_to_the_caller(monkeypatch):

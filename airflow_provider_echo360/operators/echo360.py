@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import AirflowRescheduleException
 
 from airflow_provider_echo360.exceptions import (
     Echo360ApiError,
+    Echo360Error,
     Echo360RequestFailedError,
     Echo360SubmissionRefusedError,
     Echo360ValidationError,
@@ -270,7 +271,13 @@ class SubmitReportOperator(BaseOperator):
 
     def _confirm_output(self, request: ReportRequest) -> bool:
         """Whether an ``Available`` request that does not show its output options has ours (by its bytes)."""
-        found = self.hook.read_output_options(request.request_id)
+        try:
+            found = self.hook.read_output_options(request.request_id)
+        except Echo360Error as error:  # its asset is gone or unreadable: a new request is the safe way
+            self.log.info(
+                "Not adopting request %s: its asset could not be read (%s).", request.request_id, error
+            )
+            return False
         if found != self.output_options:
             self.log.info(
                 "Not adopting request %s: its output is %s, not the %s asked for.",

@@ -1,11 +1,8 @@
-"""Benchmark: one large Echo360 report from the sandbox into a moto S3 server, four ways.
+"""Benchmark: one large Echo360 report from the sandbox into a moto S3 server, three ways.
 
-1. ``operator``: TransferReportToS3Operator (streaming, pipelined multipart upload);
-2. ``managed``: the same operator (same download, same ``checked_chunks``), its upload done by boto3's
-   managed transfer instead: ``upload_fileobj`` over a read-only file view of the checked chunks, with
-   the operator's part size, 4 threads, at most 4 parts queued in memory and a CRC32 per part;
-3. ``naive``: ``requests.get(url).content`` then ``S3Hook.load_bytes``, as Airflow's HttpToS3Operator does;
-4. the floor: ``download`` alone (streamed to /dev/null) and ``upload`` alone (boto3 ``upload_file`` of the
+1. ``operator``: TransferReportToS3Operator (the download streamed into boto3's managed multipart upload);
+2. ``naive``: ``requests.get(url).content`` then ``S3Hook.load_bytes``, as Airflow's HttpToS3Operator does;
+3. the floor: ``download`` alone (streamed to /dev/null) and ``upload`` alone (boto3 ``upload_file`` of the
    same bytes from a local file).
 
 Each way runs in a fresh Python process so that its peak RSS (VmHWM) is its own. The ways run in
@@ -52,84 +49,6 @@ op = TransferReportToS3Operator(
 )
 op.execute({"outlet_events": defaultdict(SimpleNamespace)})
 RESULT = op.s3.head_object("operator/report.csv", "bench")["ContentLength"]
-""",
-    "managed": """
-import io
-from boto3.s3.transfer import TransferConfig
-from airflow_provider_echo360.transfers.echo360_to_s3 import MultipartUpload, TransferReportToS3Operator
-from collections import defaultdict
-from types import SimpleNamespace
-
-class ChunkView(io.RawIOBase):
-    # Read-only, forward-only raw file over the checked chunks; an error of the chunks is raised by
-    # this read and by any later one (never taken for the end of the stream).
-    def __init__(self, chunks):
-        self._chunks, self._pending, self._error = iter(chunks), memoryview(b""), None
-    def readable(self):
-        return True
-    def _more(self):
-        if self._error is not None:
-            raise self._error
-        while not self._pending:
-            try:
-                chunk = next(self._chunks, None)
-            except BaseException as error:
-                self._error = error
-                raise
-            if chunk is None:
-                return False
-            self._pending = memoryview(chunk).cast("B")
-        return True
-    def readinto(self, buffer):
-        with memoryview(buffer) as view, view.cast("B") as target:
-            filled = 0
-            while filled < len(target) and self._more():
-                taken = min(len(target) - filled, len(self._pending))
-                target[filled : filled + taken] = self._pending[:taken]
-                self._pending = self._pending[taken:]
-                filled += taken
-            return filled
-
-class JoinView(ChunkView):
-    # read(n): the part's chunks joined (one copy, but the chunks and the part are held at once).
-    def read(self, size=-1):
-        pieces, wanted = [], size if size is not None and size >= 0 else float("inf")
-        while wanted and self._more():
-            piece = self._pending[: min(wanted, len(self._pending))]
-            self._pending = self._pending[len(piece):]
-            pieces.append(piece)
-            wanted -= len(piece)
-        return b"".join(pieces)
-
-def view(chunks):
-    # "buffered": io.BufferedReader's read(n) allocates the n bytes once and has the raw view copy
-    # each chunk straight into them (one copy, each chunk dropped as soon as it is copied).
-    return io.BufferedReader(ChunkView(chunks)) if ARGS.get("view") == "buffered" else JoinView(chunks)
-
-class Managed(TransferReportToS3Operator):
-    def _upload(self, key, chunks):
-        client = self.s3.get_conn()
-        MultipartUpload(client, self.s3_bucket, key, {}, 1).abort_orphans()  # as the operator does
-        config = TransferConfig(
-            multipart_threshold=self.part_size,
-            multipart_chunksize=self.part_size,
-            max_concurrency=self.upload_concurrency,
-            use_threads=True,
-        )
-        # Parts read and waiting for a thread (not a TransferConfig argument in boto3; s3transfer's: 10).
-        config.max_in_memory_upload_chunks = ARGS.get("queued", 4)
-        extra = {"ChecksumAlgorithm": "CRC32"}
-        client.upload_fileobj(view(chunks), self.s3_bucket, key, ExtraArgs=extra, Config=config)
-        return -1
-
-op = Managed(
-    task_id="t", request_id=ARGS["request_id"], s3_bucket="bench", s3_key="managed/report.csv",
-    aws_conn_id="aws_bench", echo360_conn_id="echo360_bench",
-)
-op.execute({"outlet_events": defaultdict(SimpleNamespace)})
-head = op.s3.get_conn().head_object(Bucket="bench", Key="managed/report.csv", ChecksumMode="ENABLED")
-assert head["ChecksumCRC32"], head
-RESULT = head["ContentLength"]
 """,
     "naive": """
 import requests
@@ -192,22 +111,8 @@ def main() -> None:
     parser.add_argument("--rows-per-day", type=int, default=300_000)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--report", default="viewsessions")
-    parser.add_argument(
-        "--ways", default="download,upload,operator,managed,naive", help="comma-separated subset"
-    )
+    parser.add_argument("--ways", default="download,upload,operator,naive", help="comma-separated subset")
     parser.add_argument("--rounds", type=int, default=3, help="runs of every way (the table gives medians)")
-    parser.add_argument(
-        "--managed-queued",
-        type=int,
-        default=4,
-        help="managed: max_in_memory_upload_chunks (boto3's default: 10)",
-    )
-    parser.add_argument(
-        "--managed-view",
-        choices=["buffered", "join"],
-        default="buffered",
-        help="managed: io.BufferedReader over a raw readinto view, or a view whose read(n) joins the chunks",
-    )
     options = parser.parse_args()
 
     with (
@@ -239,13 +144,7 @@ def main() -> None:
             f"{options.rows_per_day} rows); first download (generation) {generated:.1f}s",
             flush=True,
         )
-        args = {
-            "request_id": request.request_id,
-            "url": url,
-            "path": str(local),
-            "queued": options.managed_queued,
-            "view": options.managed_view,
-        }
+        args = {"request_id": request.request_id, "url": url, "path": str(local)}
         # Untimed warm-up of the S3 side too: moto's first large upload is slower than the next ones.
         s3.client().upload_file(str(local), BUCKET, "warm-up")
         clear_bucket(s3)
@@ -279,15 +178,6 @@ def report(results: list[dict], ways: list[str]) -> None:
             f"| {r['round']} | {r['way']} | {r['load_before']:.2f} | {r['seconds']:.2f} "
             f"| {r['mib_per_s']:.1f} | {r['peak_rss'] / MIB:.0f} |"
         )
-    if {"operator", "managed"} <= set(ways):
-        ratios = []
-        for number in sorted({r["round"] for r in results}):
-            speed = {r["way"]: r["mib_per_s"] for r in results if r["round"] == number}
-            ratios.append(speed["managed"] / speed["operator"])
-        print(
-            f"\nmanaged / operator throughput per round: {', '.join(f'{x:.2f}' for x in ratios)}; "
-            f"median {statistics.median(ratios):.2f}"
-        )
 
     print(
         "\n| way | runs | wall time (s), median | throughput (MiB/s), median (min-max) "
@@ -301,18 +191,17 @@ def report(results: list[dict], ways: list[str]) -> None:
             f"| {way} | {len(speeds)} | {median(way, 'seconds'):.1f} | {median(way, 'mib_per_s'):.1f} "
             f"({min(speeds):.1f}-{max(speeds):.1f}) | {peak / MIB:.0f} |"
         )
-    if not {"download", "upload", "operator", "naive"} <= set(ways):
+    if set(ways) != set(WAYS):
         return
     floor = min(median("download", "mib_per_s"), median("upload", "mib_per_s"))
     naive_peak = min(r["peak_rss"] for r in results if r["way"] == "naive")
-    for way in [w for w in ("operator", "managed") if w in ways]:
-        speed = median(way, "mib_per_s")
-        peak = max(r["peak_rss"] for r in results if r["way"] == way)
-        print(f"\n{way} throughput / floor = {speed / floor:.2f} (medians; target >= 0.80)")
-        print(
-            f"{way} peak RSS / naive = {peak / naive_peak:.2f} "
-            f"({way}'s highest over naive's lowest; target <= 0.25), {peak / MIB:.0f} MiB (target < 300)"
-        )
+    speed = median("operator", "mib_per_s")
+    peak = max(r["peak_rss"] for r in results if r["way"] == "operator")
+    print(f"\noperator throughput / floor = {speed / floor:.2f} (medians; target >= 0.80)")
+    print(
+        f"operator peak RSS / naive = {peak / naive_peak:.2f} "
+        f"(operator's highest over naive's lowest; target <= 0.25), {peak / MIB:.0f} MiB (target < 300)"
+    )
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import re
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 MIB = 1024 * 1024
 #: S3 refuses parts under 5 MiB (but the last); larger parts mean fewer requests.
 MIN_PART_SIZE = 5 * MIB
-#: Each part carries its CRC32, which S3 checks on receipt and combines into the object's checksum (as
-#: boto3's own managed uploads do). Without one, S3 computes a full-object CRC64 itself at completion.
+#: Every upload request (each part of a multipart upload) carries a CRC32 of its body, which S3 checks
+#: on receipt and keeps with the object. Without one, S3 computes a full-object CRC64 itself at completion.
 PART_CHECKSUM = "CRC32"
 
 
@@ -45,12 +45,13 @@ class Echo360ReportNotReadyError(Echo360Error):
 class TransferReportToS3Operator(BaseOperator):
     """Copy the assets of an ``Available`` Echo360 report request into S3.
 
-    Each asset is streamed from its signed URL into an S3 multipart upload: memory stays at a few
-    parts whatever the asset's size, and download and upload overlap. The upload is completed
-    only after the whole asset was read and checked (its length, and for gzip the stream read to
-    its end with its CRC verified); otherwise it is aborted, so that no partial object and no open
-    multipart upload is left; an upload that a killed attempt (``kill -9``: no cleanup ran) left open
-    is aborted by the next attempt. A signed URL that expired is replaced by a fresh one from the API.
+    Each asset is streamed from its signed URL into S3 by boto3's managed transfer, as a multipart
+    upload (an asset smaller than a part goes up in one ``PutObject``): memory stays at a few parts
+    whatever the asset's size, and download and upload overlap. The upload is completed only after
+    the whole asset was read and checked (its length, and for gzip the stream read to its end with
+    its CRC verified); otherwise it is aborted, so that no partial object and no open multipart
+    upload is left; an upload that a killed attempt (``kill -9``: no cleanup ran) left open is
+    aborted by the next attempt. A signed URL that expired is replaced by a fresh one from the API.
 
     The S3 objects are declared as an Airflow asset (``s3://<bucket>/<static part of the key>``)
     when the bucket and the start of the key are not templated, so downstream DAGs can be
@@ -70,7 +71,8 @@ class TransferReportToS3Operator(BaseOperator):
     :param encrypt: server-side encryption with S3-managed keys (SSE-S3).
     :param sse_kms_key_id: server-side encryption with this KMS key (SSE-KMS).
     :param part_size: bytes per uploaded part (at least 5 MiB).
-    :param upload_concurrency: parts uploaded at once while the download goes on.
+    :param upload_concurrency: parts uploaded at once while the download goes on (and parts held in
+        memory waiting for an upload thread).
     :param attempts: tries per asset (a broken download or an expired URL starts the asset over).
     """
 
@@ -194,119 +196,109 @@ class TransferReportToS3Operator(BaseOperator):
         return int(retrying(attempt))
 
     def _upload(self, key: str, chunks: Iterable[bytes]) -> int:
-        extra: dict[str, str] = {}
+        # Imported here, as S3Hook is (see ``s3``).
+        from boto3.s3.transfer import TransferConfig, create_transfer_manager
+
+        extra = {"ChecksumAlgorithm": PART_CHECKSUM}
         if self.sse_kms_key_id:
-            extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.sse_kms_key_id}
+            extra |= {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.sse_kms_key_id}
         elif self.encrypt:
-            extra = {"ServerSideEncryption": "AES256"}
-        uploader = MultipartUpload(self.s3.get_conn(), self.s3_bucket, key, extra, self.upload_concurrency)
-        if orphans := uploader.abort_orphans():
+            extra["ServerSideEncryption"] = "AES256"
+        client = self.s3.get_conn()
+        if orphans := abort_orphan_uploads(client, self.s3_bucket, key):
             self.log.warning(
                 "Aborted %d upload(s) to %s left open by an earlier, killed attempt.", orphans, key
             )
-        return uploader.run(parts(chunks, self.part_size))
-
-
-class MultipartUpload:
-    """One S3 multipart upload fed from an iterator of parts; completed only if the iterator ends cleanly.
-
-    Up to ``concurrency`` parts upload while the next is being read, so memory is bounded by
-    about ``concurrency + 1`` parts and the download never waits for the upload to finish.
-
-    :param client: a boto3 S3 client.
-    :param bucket: the bucket.
-    :param key: the object key.
-    :param extra_args: extra ``CreateMultipartUpload`` arguments (server-side encryption).
-    :param concurrency: parts in flight at once.
-    """
-
-    def __init__(
-        self, client: Any, bucket: str, key: str, extra_args: dict[str, str], concurrency: int
-    ) -> None:
-        self.client = client
-        self.bucket = bucket
-        self.key = key
-        self.extra_args = extra_args
-        self.concurrency = concurrency
-
-    def abort_orphans(self) -> int:
-        """Abort uploads to this key left open by an attempt that was killed (no ``finally`` ran)."""
-        answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self.key)
-        orphans = [u for u in answer.get("Uploads", []) if u["Key"] == self.key]
-        for upload in orphans:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload["UploadId"])
-        return len(orphans)
-
-    def run(self, parts: Iterator[bytearray]) -> int:
-        upload_id = self.client.create_multipart_upload(
-            Bucket=self.bucket, Key=self.key, ChecksumAlgorithm=PART_CHECKSUM, **self.extra_args
-        )["UploadId"]
-        try:
-            done, size = self._upload_parts(upload_id, parts)
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=self.key, UploadId=upload_id, MultipartUpload={"Parts": done}
-            )
-            return size
-        except BaseException:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
-            raise
-
-    def _upload_parts(self, upload_id: str, parts: Iterator[bytearray]) -> tuple[list[dict[str, Any]], int]:
-        done: list[dict[str, Any]] = []
-        size = 0
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="s3-part") as pool:
-            in_flight: set[Future[dict[str, Any]]] = set()
-            try:
-                for number, body in enumerate(parts, start=1):
-                    size += len(body)
-                    in_flight.add(pool.submit(self._upload_part, upload_id, number, body))
-                    del body  # the pool holds the only reference now
-                    if len(in_flight) >= self.concurrency:  # read on as soon as any part is through
-                        finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                        done.extend(future.result() for future in finished)
-                done.extend(future.result() for future in in_flight)
-            except BaseException:
-                for future in in_flight:
-                    future.cancel()
-                raise
-        if not done:  # an empty asset: S3 wants at least one part
-            done.append(self._upload_part(upload_id, 1, bytearray()))
-        done.sort(key=lambda part: int(part["PartNumber"]))
-        return done, size
-
-    def _upload_part(self, upload_id: str, number: int, body: bytearray) -> dict[str, Any]:
-        answer = self.client.upload_part(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=body,
-            ChecksumAlgorithm=PART_CHECKSUM,
+        config = TransferConfig(
+            multipart_threshold=self.part_size,
+            multipart_chunksize=self.part_size,
+            max_concurrency=self.upload_concurrency,
+            use_threads=True,
+            preferred_transfer_client="classic",  # the transfer measured and tested, even if awscrt is there
         )
-        return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumCRC32": answer["ChecksumCRC32"]}
+        # Parts read and waiting for their upload (s3transfer's setting; boto3's constructor lacks it, and
+        # its default of 10 would hold 10 parts): with the one being read, upload_concurrency + 1 parts.
+        config.max_in_memory_upload_chunks = self.upload_concurrency
+        source = ChunkReader(chunks)
+        # upload_fileobj(), with the transfer's future at hand: the reader stops as soon as the transfer
+        # is over, failed (a part's upload) or cancelled (this thread interrupted, by the task's
+        # execution_timeout); otherwise boto3 would read the download to its end before aborting.
+        with create_transfer_manager(client, config) as manager:
+            future = manager.upload(io.BufferedReader(source), self.s3_bucket, key, extra_args=extra)
+            source.stop_when(future.done)
+            future.result()
+        return source.bytes_read
 
 
-def parts(chunks: Iterable[bytes], part_size: int) -> Iterator[bytearray]:
-    """Regroup a stream of chunks into parts of ``part_size`` bytes (the last one shorter).
+def abort_orphan_uploads(client: Any, bucket: str, key: str) -> int:
+    """Abort uploads to ``key`` left open by an attempt that was killed (no ``finally`` ran)."""
+    answer = client.list_multipart_uploads(Bucket=bucket, Prefix=key)
+    orphans = [u for u in answer.get("Uploads", []) if u["Key"] == key]
+    for upload in orphans:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+    return len(orphans)
 
-    Each chunk is copied once, straight into a part allocated at its full size: no buffer that grows,
-    no second copy to cut a part off it (that work holds the GIL that the uploads need).
+
+class ChunkReader(io.RawIOBase):
+    """A read-only, forward-only file over a stream of chunks, for boto3's managed upload.
+
+    ``readinto`` copies as many chunks as fit straight into the caller's buffer. Wrapped in an
+    :class:`io.BufferedReader`, ``read(n)`` then returns ``n`` bytes (fewer only at the end) copied
+    once, each chunk dropped as soon as it is copied. An exception of the chunks (a broken download,
+    a corrupt gzip found at its end) is raised by the read that meets it and again by any later
+    one: it is never taken for the end of the stream, so the upload is aborted, not completed.
     """
-    part, filled = bytearray(part_size), 0
-    for chunk in chunks:
-        with memoryview(chunk) as data:
-            offset = 0
-            while offset < len(data):
-                taken = min(len(data) - offset, part_size - filled)
-                part[filled : filled + taken] = data[offset : offset + taken]
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        super().__init__()
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b"")
+        self._error: BaseException | None = None
+        self._stopped: Callable[[], bool] = lambda: False
+        #: bytes handed out so far
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any, /) -> int:
+        filled = 0
+        with memoryview(buffer) as view, view.cast("B") as target:
+            while filled < len(target):
+                try:
+                    if not self._more():
+                        break
+                except BaseException:
+                    if filled:  # hand out what was read; the error is kept for the next read
+                        break
+                    raise
+                taken = min(len(target) - filled, len(self._pending))
+                target[filled : filled + taken] = self._pending[:taken]
+                self._pending = self._pending[taken:]
                 filled += taken
-                offset += taken
-                if filled == part_size:
-                    yield part
-                    part, filled = bytearray(part_size), 0
-    if filled:
-        del part[filled:]
-        yield part
+        self.bytes_read += filled
+        return filled
+
+    def stop_when(self, stopped: Callable[[], bool]) -> None:
+        """Raise instead of taking the next chunk once ``stopped()`` is true (checked before each chunk)."""
+        self._stopped = stopped
+
+    def _more(self) -> bool:
+        """Whether there is something to read, taking the next chunk when the current one is used up."""
+        while not self._pending:
+            if self._error is None and self._stopped():
+                self._error = Echo360Error("The upload stopped before the end of the asset.")
+            if self._error is not None:
+                raise self._error
+            try:
+                chunk = next(self._chunks, None)
+            except BaseException as error:
+                self._error = error
+                raise
+            if chunk is None:
+                return False
+            self._pending = memoryview(chunk)
+        return True
 
 
 def checked_chunks(chunks: Iterable[bytes], *, gzip: bool, inflate: bool) -> Iterator[bytes]:

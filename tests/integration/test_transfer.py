@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import gzip
+import os
+import signal
 import time
 import zlib
 from collections import defaultdict
@@ -20,11 +22,13 @@ from airflow_provider_echo360.reports import CATALOG
 from airflow_provider_echo360.transfers.echo360_to_s3 import (
     Echo360ReportNotReadyError,
     TransferReportToS3Operator,
+    checked_chunks,
 )
 from devtools.moto_server import MotoServer
 
 pytestmark = pytest.mark.integration
 BUCKET = "landing"
+MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +82,29 @@ def transfer(request_id: str, key: str, **kwargs) -> list[str]:
     return written
 
 
+def uploader() -> SimpleNamespace:
+    """The operator's upload of one asset, given its chunks, and the S3 calls it makes."""
+    op = TransferReportToS3Operator(
+        task_id="upload",
+        request_id="r",
+        s3_bucket=BUCKET,
+        s3_key="x",
+        aws_conn_id="aws_it",
+        part_size=5 * MIB,
+    )
+    calls: list[str] = []
+    op.s3.get_conn().meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    return SimpleNamespace(op=op, calls=calls, execute_upload=op._upload)
+
+
+def split(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def crc32(data: bytes) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
 def s3_bytes(client, uri: str) -> bytes:
     key = uri.removeprefix(f"s3://{BUCKET}/")
     return client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
@@ -114,14 +141,19 @@ def test_each_delimiter_and_compression_lands_byte_identical(env, delimiter, com
     assert header.split(delimiter)[0] == '"videoId"'
 
 
-def test_objects_carry_the_crc32_s3_checked_on_every_part(env):
+def test_objects_carry_the_crc32_s3_checked_on_every_request(env):
     request_id = ready_request(env.hook, "videoview", WINDOW)
-    (uri,) = transfer(request_id, "checksum/")
+    (uri,) = transfer(request_id, "checksum/")  # smaller than a part: one PutObject
     key = uri.removeprefix(f"s3://{BUCKET}/")
     head = env.client.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
-    part_crc = zlib.crc32(env.sandbox.asset_bytes(request_id, key.rsplit("/", 1)[1])).to_bytes(4, "big")
-    composite = base64.b64encode(zlib.crc32(part_crc).to_bytes(4, "big")).decode()  # one part
-    assert head["ChecksumCRC32"].split("-")[0] == composite  # S3 adds "-<parts>"; moto does not
+    served = env.sandbox.asset_bytes(request_id, key.rsplit("/", 1)[1])
+    assert head["ChecksumCRC32"] == crc32(served)
+
+    data = os.urandom(12 * MIB)  # three parts of 5, 5 and 2 MiB
+    uploader().execute_upload("checksum/parts", split(data, MIB))
+    head = env.client.head_object(Bucket=BUCKET, Key="checksum/parts", ChecksumMode="ENABLED")
+    parts = [base64.b64decode(crc32(part)) for part in split(data, 5 * MIB)]
+    assert head["ChecksumCRC32"].split("-")[0] == crc32(b"".join(parts))  # S3 adds "-<parts>"; moto not
 
 
 def test_decompress_stores_plain_csv(env):
@@ -218,3 +250,88 @@ def test_a_download_dropped_before_its_first_byte_is_started_over(env, monkeypat
     ).execute({"outlet_events": defaultdict(SimpleNamespace)})
     assert s3_bytes(env.client, uri) == env.sandbox.asset_bytes(request_id, uri.rsplit("/", 1)[1])
     assert env.sandbox.stats()["faults"]["drop"] == 1
+
+
+def left_behind(client, key: str) -> tuple[int, list]:
+    return client.list_objects_v2(Bucket=BUCKET, Prefix=key).get("KeyCount"), open_uploads(client)
+
+
+def wait_until(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "waited in vain"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("failure", ["download broken mid-stream", "corrupt gzip found at its end"])
+def test_a_source_that_fails_after_parts_went_up_leaves_no_object_and_no_open_upload(env, failure):
+    up = uploader()
+    data = os.urandom(12 * MIB)  # incompressible: gzip or not, three parts of 5 MiB at most
+
+    def source(chunks):
+        yield from chunks
+        wait_until(lambda: up.calls.count("UploadPart") >= 2)  # parts went up before the failure
+
+    if failure.startswith("download"):
+
+        def chunks():
+            yield from source(split(data, MIB))
+            raise Echo360DownloadError("Download of ... broke off")
+
+        stream = chunks()
+    else:
+        packed = bytearray(gzip.compress(data, compresslevel=1))
+        packed[-6] ^= 0xFF  # inside the CRC32 trailer
+        stream = checked_chunks(source(split(bytes(packed), MIB)), gzip=True, inflate=False)
+    with pytest.raises(Echo360DownloadError, match="broke off|corrupt"):
+        up.execute_upload("failed/report.csv", stream)
+    assert up.calls[-1] == "AbortMultipartUpload"
+    assert "CompleteMultipartUpload" not in up.calls
+    assert left_behind(env.client, "failed/") == (0, [])
+
+
+def long_source(taken: list[int], seconds_per_mib: float = 0.0, mib: int = 2000):
+    for number in range(mib):
+        taken.append(number)
+        time.sleep(seconds_per_mib)
+        yield bytes(MIB)
+
+
+def test_a_failed_part_upload_stops_the_download_at_once_and_aborts(env, monkeypatch):
+    up = uploader()
+    client = up.op.s3.get_conn()
+    upload_part = client.upload_part
+
+    def failing(**kwargs):
+        if kwargs["PartNumber"] == 2:
+            raise ConnectionError("network")
+        return upload_part(**kwargs)
+
+    monkeypatch.setattr(client, "upload_part", failing)
+    taken: list[int] = []
+    with pytest.raises(ConnectionError, match="network"):
+        up.execute_upload("failed/part", long_source(taken))
+    assert len(taken) < 100  # not the 2000 MiB: the reader stopped once the transfer had failed
+    assert up.calls[-1] == "AbortMultipartUpload"
+    assert left_behind(env.client, "failed/") == (0, [])
+
+
+def test_a_transfer_that_times_out_stops_reading_at_once_and_aborts(env):
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+    from airflow.sdk.execution_time.timeout import timeout
+
+    up = uploader()
+    taken: list[int] = []
+    # pytest-timeout's alarm, put back afterwards
+    handler, timer = signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)
+    started = time.monotonic()
+    try:
+        with pytest.raises(AirflowTaskTimeout), timeout(1):  # as the task's execution_timeout does
+            up.execute_upload("failed/timed-out", long_source(taken, seconds_per_mib=0.01))  # 20 s
+    finally:
+        signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, *timer)
+    assert time.monotonic() - started < 10
+    assert len(taken) < 1000
+    assert up.calls[-1] == "AbortMultipartUpload"
+    assert left_behind(env.client, "failed/") == (0, [])

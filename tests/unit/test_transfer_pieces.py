@@ -1,18 +1,17 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
-import time
-import zlib
 
 import pytest
 
 from airflow_provider_echo360.exceptions import Echo360DownloadError
 from airflow_provider_echo360.transfers.echo360_to_s3 import (
-    MultipartUpload,
+    ChunkReader,
+    abort_orphan_uploads,
     checked_chunks,
     object_key,
-    parts,
     static_asset,
 )
 
@@ -21,11 +20,40 @@ def split(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-def test_parts_regroup_chunks_exactly():
+def test_reads_are_whole_parts_across_chunks():
     data = os.urandom(10_000)
-    result = list(parts(split(data, 333), 4096))
-    assert [len(p) for p in result] == [4096, 4096, 1808]
+    source = ChunkReader([b""] + split(data, 333) + [b""])
+    reader = io.BufferedReader(source)
+    result = [reader.read(4096) for _ in range(4)]
+    assert [len(p) for p in result] == [4096, 4096, 1808, 0]  # as boto3 reads a part
     assert b"".join(result) == data
+    assert source.bytes_read == len(data)
+
+
+def test_an_error_of_the_chunks_is_raised_by_every_read_never_taken_for_the_end():
+    def broken():
+        yield b"a" * 10
+        raise Echo360DownloadError("cut")
+
+    reader = io.BufferedReader(ChunkReader(broken()))
+    assert reader.read(4) == b"aaaa"
+    for _ in range(2):
+        with pytest.raises(Echo360DownloadError, match="cut"):
+            reader.read(100)
+
+
+def test_the_reader_stops_before_the_next_chunk_when_told():
+    from airflow_provider_echo360.exceptions import Echo360Error
+
+    stopped = []
+    source = ChunkReader(split(b"x" * 100, 10))
+    source.stop_when(lambda: bool(stopped))
+    reader = io.BufferedReader(source, buffer_size=8)
+    assert reader.read(16) == b"x" * 16
+    stopped.append(True)
+    with pytest.raises(Echo360Error, match="stopped before the end"):
+        reader.read(16)
+    assert source.bytes_read == 20  # the chunk begun was used up, no other was taken
 
 
 @pytest.mark.parametrize("inflate", [False, True])
@@ -76,66 +104,6 @@ def test_static_asset_keeps_the_folders_known_before_templates():
     assert static_asset("{{ var.value.bucket }}", "x/") is None
 
 
-class FakeS3:
-    def __init__(self, fail_part: int | None = None, slow_part: int | None = None):
-        self.fail_part = fail_part
-        self.slow_part = slow_part
-        self.calls: list[str] = []
-        self.parts: dict[int, bytes] = {}
-        self.completed: list[dict] = []
-
-    def create_multipart_upload(self, ChecksumAlgorithm=None, **kw):  # noqa: N803 (boto3's names)
-        self.calls.append(f"create {ChecksumAlgorithm}")
-        return {"UploadId": "u1"}
-
-    def upload_part(self, PartNumber, Body, ChecksumAlgorithm=None, **kw):  # noqa: N803
-        if PartNumber == self.fail_part:
-            raise RuntimeError("network")
-        if PartNumber == self.slow_part:
-            time.sleep(0.3)
-        self.parts[PartNumber] = Body
-        assert ChecksumAlgorithm == "CRC32"
-        return {"ETag": f"e{PartNumber}", "ChecksumCRC32": f"crc{zlib.crc32(Body)}"}
-
-    def complete_multipart_upload(self, MultipartUpload, **kw):  # noqa: N803
-        self.completed = MultipartUpload["Parts"]
-        self.calls.append(f"complete {[p['PartNumber'] for p in MultipartUpload['Parts']]}")
-
-    def abort_multipart_upload(self, UploadId, **kw):  # noqa: N803
-        self.calls.append(f"abort {UploadId}")
-
-    def list_multipart_uploads(self, Prefix, **kw):  # noqa: N803
-        return {"Uploads": [{"Key": Prefix, "UploadId": "old"}, {"Key": Prefix + ".other", "UploadId": "x"}]}
-
-
-def test_multipart_completes_with_parts_in_order_and_their_checksums():
-    client = FakeS3(slow_part=1)  # part 1 finishes after part 2: the list must still be in order
-    size = MultipartUpload(client, "b", "k", {}, concurrency=2).run(iter([b"a" * 5, b"b" * 5, b"c"]))
-    assert size == 11
-    assert client.calls == ["create CRC32", "complete [1, 2, 3]"]
-    assert [p["ChecksumCRC32"] for p in client.completed] == [
-        f"crc{zlib.crc32(body)}" for body in (b"a" * 5, b"b" * 5, b"c")
-    ]
-
-
-def test_multipart_aborts_when_the_source_breaks():
-    def broken():
-        yield b"a" * 5
-        raise Echo360DownloadError("cut")
-
-    client = FakeS3()
-    with pytest.raises(Echo360DownloadError):
-        MultipartUpload(client, "b", "k", {}, concurrency=2).run(broken())
-    assert client.calls == ["create CRC32", "abort u1"]
-
-
-def test_multipart_aborts_when_a_part_upload_fails():
-    client = FakeS3(fail_part=2)
-    with pytest.raises(RuntimeError):
-        MultipartUpload(client, "b", "k", {}, concurrency=2).run(iter([b"a", b"b", b"c", b"d"]))
-    assert client.calls == ["create CRC32", "abort u1"]
-
-
 def test_placeholders_come_from_the_request():
     from airflow_provider_echo360.hooks.model import ReportRequest
     from airflow_provider_echo360.transfers.echo360_to_s3 import fill_placeholders
@@ -147,6 +115,15 @@ def test_placeholders_come_from_the_request():
 
 
 def test_uploads_left_open_by_a_killed_attempt_are_aborted_for_this_key_only():
+    class FakeS3:
+        aborted: list[str] = []
+
+        def list_multipart_uploads(self, Prefix, **kw):  # noqa: N803 (boto3's names)
+            return {"Uploads": [{"Key": Prefix, "UploadId": "old"}, {"Key": Prefix + ".x", "UploadId": "x"}]}
+
+        def abort_multipart_upload(self, UploadId, **kw):  # noqa: N803
+            self.aborted.append(UploadId)
+
     client = FakeS3()
-    assert MultipartUpload(client, "b", "k", {}, concurrency=1).abort_orphans() == 1
-    assert client.calls == ["abort old"]
+    assert abort_orphan_uploads(client, "b", "k") == 1
+    assert client.aborted == ["old"]

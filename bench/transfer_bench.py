@@ -29,10 +29,10 @@ import time
 from pathlib import Path
 
 import requests
-from echo360_sandbox.process import SandboxProcess
 
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
 from devtools.moto_server import MotoServer
+from devtools.sandbox import SandboxProcess
 
 BUCKET = "bench"
 MIB = 1024 * 1024

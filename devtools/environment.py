@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from echo360_sandbox.process import SandboxProcess
-
 from devtools.airflow_stack import AirflowStack
 from devtools.moto_server import MotoServer
+from devtools.sandbox import SandboxProcess
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_DAGS = REPO / "example_dags"

@@ -20,7 +20,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from echo360_sandbox.process import SandboxProcess  # noqa: E402
+from devtools.sandbox import SandboxProcess  # noqa: E402
 
 
 def vm_kib(pid: int, field: str) -> int:

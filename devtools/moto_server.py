@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import tempfile
-import time
-from types import TracebackType
 from typing import Any
 
 import boto3
-import requests
-from echo360_sandbox.process import free_port
+
+from devtools.processes import Process, free_port, http_ok
 
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
@@ -24,53 +18,31 @@ REGION = "us-east-1"
 class MotoServer:
     """``python -m moto.server`` on a free loopback port; a context manager that never leaves it running.
 
+    Its log is a file: werkzeug logs every request, and a pipe nobody reads would fill up and block it.
+
     :param port: the port to listen on (default: a free one).
     """
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
-        self._process: subprocess.Popen[bytes] | None = None
-        # A file, not a pipe: werkzeug logs every request to stderr, and a pipe nobody reads fills
-        # up after a few hundred requests and then blocks the server for good.
-        self._log = tempfile.TemporaryFile()
+        self.process = Process(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            name="moto-server",
+            ready=lambda: http_ok(f"{self.endpoint_url}/moto-api/"),
+        )
 
     def start(self) -> MotoServer:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                self._log.seek(0)
-                raise RuntimeError(f"moto server exited: {self._log.read().decode(errors='replace')}")
-            try:
-                requests.get(f"{self.endpoint_url}/moto-api/", timeout=1)
-                return self
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("moto server did not start within 30 s")
+        self.process.start()
+        return self
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            os.killpg(self._process.pid, signal.SIGTERM)
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._process.pid, signal.SIGKILL)
-                self._process.wait()
-        self._log.close()
+        self.process.stop()
 
     def __enter__(self) -> MotoServer:
         return self.start()
 
-    def __exit__(
-        self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def client(self) -> Any:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import requests
+from devtools.sandbox import SandboxProcess
 
 from echo360_sandbox.catalog import REPORTS
 from echo360_sandbox.config import DEFAULT_IN_FLIGHT_MESSAGE
-from echo360_sandbox.process import SandboxProcess
 from echo360_sandbox.state import submission_key
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import requests
+from devtools.sandbox import SandboxProcess
 
 from echo360_sandbox.catalog import REPORTS
-from echo360_sandbox.process import SandboxProcess
 
 pytestmark = pytest.mark.integration
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from echo360_sandbox.process import SandboxProcess
 
 from airflow_provider_echo360.operators.echo360 import SubmitReportOperator
 from airflow_provider_echo360.sensors.echo360 import ReportStatusSensor
 from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
+from devtools.sandbox import SandboxProcess
 
 pytestmark = pytest.mark.integration
 CONTEXT = {

@@ -14,7 +14,6 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from echo360_sandbox.process import SandboxProcess
 
 from airflow_provider_echo360.exceptions import Echo360DownloadError
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
@@ -25,6 +24,7 @@ from airflow_provider_echo360.transfers.echo360_to_s3 import (
     checked_chunks,
 )
 from devtools.moto_server import MotoServer
+from devtools.sandbox import SandboxProcess
 
 pytestmark = pytest.mark.integration
 BUCKET = "landing"

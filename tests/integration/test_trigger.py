@@ -8,10 +8,10 @@ import time
 
 import pytest
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
-from echo360_sandbox.process import SandboxProcess
 
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
 from airflow_provider_echo360.triggers.echo360 import ReportStatusTrigger
+from devtools.sandbox import SandboxProcess
 
 pytestmark = pytest.mark.integration
 WINDOW = {"start": "2024-01-01", "end": "2024-01-02"}

@@ -1,4 +1,4 @@
-"""The sandbox's command line and its process helper: defaults, start and stop, no orphans."""
+"""The sandbox's command line: every option with its default, and no orphan when its parent dies."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from echo360_sandbox.config import DEFAULT_IN_FLIGHT_MESSAGE
-from echo360_sandbox.process import SandboxProcess, SandboxStartError, to_flags
 
 pytestmark = pytest.mark.integration
 
@@ -102,45 +100,21 @@ def test_help_shows_every_option_with_its_default() -> None:
         assert "(default: " in lines[option], option
 
 
-def test_options_become_flags() -> None:
-    assert to_flags({"processing_seconds": 1, "faults": ["5xx", "drop"], "show_output": True, "x": None}) == [
-        "--processing-seconds",
-        "1",
-        "--faults",
-        "5xx,drop",
-        "--show-output",
-    ]
-    assert to_flags({"pregenerate": False, "faults": []}) == ["--no-pregenerate", "--faults", "none"]
-
-
-def test_a_bad_option_fails_the_start_with_the_reason() -> None:
-    with pytest.raises(SandboxStartError, match="rate_limit"):
-        SandboxProcess.start(rate_limit=-1)
-
-
-def test_start_and_stop(tmp_path: Path) -> None:
-    sandbox = SandboxProcess(processing_seconds=1, data_dir=str(tmp_path))
-    sandbox.start()
-    pid = sandbox.pid
-    assert pid is not None and sandbox.running
-    assert requests.get(sandbox.base_url + "/_sandbox/stats", timeout=10).ok
-    assert sandbox.api_url == sandbox.base_url + "/public/api/v1/reporting"
-
-    sandbox.stop()
-    sandbox.stop()  # twice is fine
-
-    assert not sandbox.running
-    assert wait_gone(pid)
-    with pytest.raises(requests.ConnectionError):
-        requests.get(sandbox.base_url + "/_sandbox/stats", timeout=10)
-
-
 def test_the_sandbox_exits_when_its_parent_is_killed() -> None:
     parent_code = textwrap.dedent(
         """
-        import time
-        from echo360_sandbox.process import SandboxProcess
-        sandbox = SandboxProcess.start(processing_seconds=1)
+        import os, socket, subprocess, sys, time, urllib.request
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        argv = [sys.executable, "-m", "echo360_sandbox", "--port", str(port)]
+        sandbox = subprocess.Popen([*argv, "--parent-pid", str(os.getpid())], stdout=subprocess.DEVNULL)
+        for _ in range(300):  # until it answers
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_sandbox/stats", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
         print(sandbox.pid, flush=True)
         time.sleep(120)
         """

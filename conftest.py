@@ -1,13 +1,20 @@
-"""Fixtures of the sandbox's own tests: the sandbox as a real process on loopback, nothing else."""
+"""Fixtures shared by every test suite (``tests/`` and ``sandbox/tests/``): the Echo360 sandbox as a
+real process on loopback (:class:`devtools.sandbox.SandboxProcess`)."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pytest
+# Before anything imports Airflow: a throwaway AIRFLOW_HOME, never the user's ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="echo360-tests-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from echo360_sandbox.process import SandboxProcess
+import pytest  # noqa: E402
+
+from devtools.sandbox import SandboxProcess  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -63,8 +63,8 @@ class Echo360Environment:
     """Sandbox + S3 server + Airflow, wired together; a context manager that stops all three.
 
     :param database: Airflow's metadata database, ``"sqlite"`` or ``"postgres"``.
-    :param reports: the reports the daily DAG requests (its ``echo360_reports`` Variable).
-    :param poll_seconds: how often the example DAGs look at a pending request.
+    :param reports: the reports the daily DAG requests (``ECHO360_REPORTS``).
+    :param poll_seconds: how often the example DAGs look at a pending request (``ECHO360_POLL_SECONDS``).
     :param sandbox_options: options for the sandbox (``processing_seconds``, ``fault_rate``, ...).
     :param stack_options: options for :class:`AirflowStack` (``api_port``, ``executor``,
         ``schedulers``, ``triggerers``, ``celery_workers``, ...); its ``env`` adds to (and overrides)
@@ -128,6 +128,10 @@ class Echo360Environment:
             "AIRFLOW_VAR_ECHO360_REPORTS": json.dumps(self.reports),
             "AIRFLOW_VAR_ECHO360_S3_BUCKET": BUCKET,
             "AIRFLOW_VAR_ECHO360_POLL_SECONDS": str(self.poll_seconds),
+            # The example DAGs read these two where a file is parsed, from the environment (the
+            # Variables above are for bench/naive_dags, which reads them there, as such DAGs do).
+            "ECHO360_REPORTS": json.dumps(self.reports),
+            "ECHO360_POLL_SECONDS": str(self.poll_seconds),
         }
 
     def backfill_daily(self, days: int, *, last_day: dt.date | None = None, max_active_runs: int = 16) -> int:

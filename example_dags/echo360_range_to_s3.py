@@ -2,23 +2,18 @@
 
 Trigger it from the UI with ``start``, ``end`` and ``reports``: one ``submit`` and one
 ``transfer`` task instance per (report, window), through dynamic task mapping; the pool keeps
-them under the API's 3 reports in flight.
+them under the API's 3 reports in flight. Settings: see ``echo360_example_settings.py``.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, Param, Variable, task
+from airflow.sdk import DAG, Param, task
+from echo360_example_settings import DEFAULT_ARGS, POOL, S3_BUCKET, TAGS
 
 from airflow_provider_echo360.operators.echo360 import SubmitReportOperator
 from airflow_provider_echo360.reports import format_date, split_windows
 from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
-
-POOL = Variable.get("echo360_pool", default="echo360_reports")
-POLL_SECONDS = float(
-    Variable.get("echo360_poll_seconds", default=60)
-)  # how often a pending request is looked at
-BUCKET = Variable.get("echo360_s3_bucket", default="echo360-reports")
 
 with DAG(
     dag_id="echo360_range_to_s3",
@@ -33,8 +28,8 @@ with DAG(
         ),
         "reports": Param(["videoview"], type="array", items={"type": "string"}, description="report names"),
     },
-    default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=5)},
-    tags=["echo360"],
+    default_args=DEFAULT_ARGS,
+    tags=TAGS,
 ) as dag:
 
     @task
@@ -48,17 +43,11 @@ with DAG(
             for start, end in windows
         ]
 
-    submitted = SubmitReportOperator.partial(
-        task_id="submit",
-        pool=POOL,
-        deferrable=True,
-        poll_interval=POLL_SECONDS,
-        echo360_conn_id="{{ var.value.get('echo360_conn_id', 'echo360_default') }}",
-    ).expand_kwargs(plan_windows())
+    submitted = SubmitReportOperator.partial(task_id="submit", pool=POOL, deferrable=True).expand_kwargs(
+        plan_windows()
+    )
     TransferReportToS3Operator.partial(
         task_id="transfer",
-        s3_bucket=BUCKET,
+        s3_bucket=S3_BUCKET,
         s3_key="echo360/{report}/dt={start}/",
-        echo360_conn_id="{{ var.value.get('echo360_conn_id', 'echo360_default') }}",
-        aws_conn_id="{{ var.value.get('echo360_aws_conn_id', 'aws_default') }}",
     ).expand(request_id=submitted.output)

@@ -78,7 +78,7 @@ def test_init_creates_the_pool_and_the_bucket_as_the_demo_does():
     assert f"create_bucket(Bucket='{BUCKET}')" in script
 
 
-def test_every_connection_and_variable_the_dags_need_is_set():
+def test_every_connection_variable_and_setting_the_dags_need_is_set():
     for service in [*AIRFLOW_SERVICES, "airflow-worker"]:
         env = airflow_env(service)
         echo360 = json.loads(env["AIRFLOW_CONN_ECHO360_DEFAULT"])
@@ -87,9 +87,9 @@ def test_every_connection_and_variable_the_dags_need_is_set():
             ConnectionSettings.from_connection(conn).base_url == "http://127.0.0.1:8081"
         )  # loopback: allowed
         assert json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])["extra"]["endpoint_url"] == "http://s3:5000"
-        assert json.loads(env["AIRFLOW_VAR_ECHO360_REPORTS"]) == list(DEFAULT_REPORTS)
+        assert json.loads(env["ECHO360_REPORTS"]) == list(DEFAULT_REPORTS)
+        assert float(env["ECHO360_POLL_SECONDS"]) > 0
         assert env["AIRFLOW_VAR_ECHO360_S3_BUCKET"] == BUCKET
-        assert env["AIRFLOW_VAR_ECHO360_POOL"] == POOL
         assert COMPOSE["services"][service]["network_mode"] == "service:sandbox"
 
 

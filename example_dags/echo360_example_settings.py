@@ -1,0 +1,52 @@
+"""Settings shared by the Echo360 example DAGs (this module defines no DAG; ``.airflowignore`` skips it).
+
+Nothing here reads a Variable or the metadata database: a DAG file runs at every parse, in the
+dag-processor and in every task's start-up. What a task can read when it runs is an Airflow
+Variable, rendered by a template, with a working default:
+
+- ``echo360_s3_bucket``: the destination bucket (default ``echo360-reports``);
+- ``echo360_conn_id``, ``echo360_aws_conn_id``: the connections (``echo360_default``, ``aws_default``).
+
+What Airflow needs before a task runs (a task's pool, the tasks themselves, the poll interval) is
+fixed when the file is parsed; as Airflow's docs advise for top-level code, it comes from this
+module or from the environment of the Airflow processes, set alike for all of them:
+
+- ``ECHO360_REPORTS``: JSON list of the reports the daily and weekly DAGs request, one
+  ``submit_<report>`` and one ``transfer_<report>`` task each
+  (default ``["videoview", "viewsessions", "pollingv2"]``);
+- ``ECHO360_POLL_SECONDS``: seconds between two looks at a pending request (default 60).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pendulum
+from airflow.sdk import Asset
+
+#: The pool of 3 slots counting deferred tasks (see the README); one per Echo360 institution.
+POOL = "echo360_reports"
+REPORTS: list[str] = json.loads(
+    os.environ.get("ECHO360_REPORTS", '["videoview", "viewsessions", "pollingv2"]')
+)
+if not isinstance(REPORTS, list) or not REPORTS or not all(isinstance(r, str) and r for r in REPORTS):
+    raise ValueError(f"ECHO360_REPORTS must be a JSON list of report names, not {REPORTS!r}")
+POLL_SECONDS = float(os.environ.get("ECHO360_POLL_SECONDS", "60"))
+S3_BUCKET = "{{ var.value.get('echo360_s3_bucket', 'echo360-reports') }}"  # rendered when the task runs
+TAGS = ["echo360"]
+
+DEFAULT_ARGS = {
+    "retries": 2,
+    "retry_delay": pendulum.duration(minutes=5),
+    "echo360_conn_id": "{{ var.value.get('echo360_conn_id', 'echo360_default') }}",
+    "aws_conn_id": "{{ var.value.get('echo360_aws_conn_id', 'aws_default') }}",
+    "poll_interval": POLL_SECONDS,  # SubmitReportOperator
+    "poke_interval": POLL_SECONDS,  # ReportStatusSensor
+}
+
+
+def landed(report: str) -> Asset:
+    """The asset a transfer of ``report`` updates (schedule a downstream DAG on it); each event's
+    ``extra`` lists the S3 URIs written. Named, not an ``s3://`` URI: the bucket is known at run time."""
+    return Asset(name=f"echo360_{report}")

@@ -58,7 +58,7 @@ _CONNECTION_TYPE = {
         "placeholders": {
             "login": "the API client id an Echo360 admin created",
             "password": "the API client secret",
-            "host": "https://echo360.org, or http://127.0.0.1:8080 for the sandbox",
+            "host": "https://echo360.org, or http://127.0.0.1:8360 for the sandbox",
         },
     },
     "conn-fields": {

@@ -30,7 +30,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +37,7 @@ from typing import Any
 
 import requests
 
-_LIVE: weakref.WeakSet[Process] = weakref.WeakSet()
+_LIVE: set[Process] = set()  # started and not stopped yet: stopped at exit
 _LIVE_LOCK = threading.Lock()
 
 

@@ -79,7 +79,7 @@ def test_a_task_killed_in_the_middle_of_a_transfer_is_retried_and_writes_each_ob
             "the killed transfer to be noticed",
         )
         assert env.open_multipart_uploads(), "kill -9 leaves the upload open: the retry must deal with it"
-        env.stack.clear_task(DAILY_DAG, run["dag_run_id"], "transfer_viewsessions", only_failed=False)
+        env.stack.clear_task(DAILY_DAG, run["dag_run_id"], "transfer_viewsessions")
         wait_for(
             lambda: states(env, run["dag_run_id"])["transfer_viewsessions"] == "success", 600, "the retry"
         )

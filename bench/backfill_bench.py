@@ -31,7 +31,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import statistics
 import sys
 import time
@@ -39,11 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from echo360_sandbox.process import SandboxProcess
 
-from devtools.airflow_stack import AirflowStack
-from devtools.environment import BUCKET, DAILY_DAG, DEFAULT_REPORTS, EXAMPLE_DAGS, POOL, Echo360Environment
-from devtools.moto_server import MotoServer
+from devtools.environment import DAILY_DAG, DEFAULT_REPORTS, EXAMPLE_DAGS, Echo360Environment
 
 NAIVE_DAGS = Path(__file__).resolve().parent / "naive_dags"
 NAIVE_DAG = "naive_echo360_daily_to_s3"
@@ -53,35 +49,6 @@ WAYS = {"provider": (EXAMPLE_DAGS, DAILY_DAG), "naive": (NAIVE_DAGS, NAIVE_DAG)}
 # requests (the naive DAG would submit them; the provider's would wait 48 h for complete data). Only
 # the backfill's runs are measured, so the scheduler creates no scheduled runs at all.
 BASE_OVERRIDES = {"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
-
-
-class BenchEnvironment(Echo360Environment):
-    """:class:`Echo360Environment` with another DAGs folder and extra Airflow settings."""
-
-    def __init__(self, *, dags_folder: Path, airflow_overrides: dict[str, str], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.dags_folder = dags_folder
-        self.airflow_overrides = airflow_overrides
-
-    def airflow_env(self) -> dict[str, str]:
-        return {**super().airflow_env(), **self.airflow_overrides}
-
-    def __enter__(self) -> BenchEnvironment:
-        try:
-            self.sandbox = self._exit.enter_context(SandboxProcess(**self.sandbox_options))
-            self.s3 = self._exit.enter_context(MotoServer())
-            self.s3.client().create_bucket(Bucket=BUCKET)
-            dags = self.home / "dags"  # a copy: nothing Airflow writes lands in the repository
-            shutil.copytree(self.dags_folder, dags, ignore=shutil.ignore_patterns("__pycache__"))
-            self.stack = AirflowStack(
-                self.home / "home", dags, database=self.database, env=self.airflow_env(), **self.stack_options
-            )
-            self._exit.enter_context(self.stack)
-            self.stack.create_pool(POOL, CAP, include_deferred=True, description="Echo360 reports in flight")
-        except BaseException:
-            self.close()
-            raise
-        return self
 
 
 def ts(value: str | None) -> float | None:
@@ -104,14 +71,13 @@ def run_way(way: str, options: argparse.Namespace) -> dict[str, Any]:
     days = options.requests // len(options.reports)
     T = options.processing_seconds
     overrides = {**BASE_OVERRIDES, **dict(item.split("=", 1) for item in options.airflow_env)}
-    env = BenchEnvironment(
+    env = Echo360Environment(
         dags_folder=dags_folder,
-        airflow_overrides=overrides,
         database=options.database,
         reports=options.reports,
         poll_seconds=options.poll_seconds,
         sandbox_options={"processing_seconds": T, "rate_limit": options.rate_limit},
-        stack_options={"parallelism": options.parallelism},
+        stack_options={"parallelism": options.parallelism, "env": overrides},
         home=options.home / way if options.home else None,
     )
     with env:

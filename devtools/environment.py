@@ -53,6 +53,11 @@ class LandedObject:
         return self.key.rsplit("/", 1)[1]
 
 
+def last_complete_day() -> dt.date:
+    """The latest day whose data is complete (48 h after it ended), as the example DAGs see it."""
+    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)
+
+
 def count_rows(body: bytes, file_name: str) -> int:
     """Data rows of a CSV/TSV/PSV asset (the header excluded)."""
     text = (gzip.decompress(body) if file_name.endswith(".gz") else body).decode("utf-8")
@@ -65,6 +70,8 @@ class Echo360Environment:
     :param database: Airflow's metadata database, ``"sqlite"`` or ``"postgres"``.
     :param reports: the reports the daily DAG requests (``ECHO360_REPORTS``).
     :param poll_seconds: how often the example DAGs look at a pending request (``ECHO360_POLL_SECONDS``).
+    :param connection_extra: the ``echo360_default`` connection's extra (hook settings).
+    :param dags_folder: the DAGs Airflow runs (default: the example DAGs).
     :param sandbox_options: options for the sandbox (``processing_seconds``, ``fault_rate``, ...).
     :param stack_options: options for :class:`AirflowStack` (``api_port``, ``executor``,
         ``schedulers``, ``triggerers``, ``celery_workers``, ...); its ``env`` adds to (and overrides)
@@ -78,6 +85,8 @@ class Echo360Environment:
         database: str = "postgres",
         reports: Sequence[str] = DEFAULT_REPORTS,
         poll_seconds: float = 2,
+        connection_extra: dict[str, Any] | None = None,
+        dags_folder: Path = EXAMPLE_DAGS,
         sandbox_options: dict[str, Any] | None = None,
         stack_options: dict[str, Any] | None = None,
         home: Path | None = None,
@@ -85,6 +94,8 @@ class Echo360Environment:
         self.database = database
         self.reports = list(reports)
         self.poll_seconds = poll_seconds
+        self.connection_extra = {"backoff_seconds": 0.5, **(connection_extra or {})}
+        self.dags_folder = dags_folder
         self.sandbox_options = {"processing_seconds": 5, "rows_per_day": 200, "rate_limit": 120}
         self.sandbox_options.update(sandbox_options or {})
         self.stack_options = stack_options or {}
@@ -103,7 +114,7 @@ class Echo360Environment:
             options = dict(self.stack_options)
             env = {**self.airflow_env(), **options.pop("env", {})}  # stack_options["env"] adds to ours
             self.stack = AirflowStack(
-                self.home / "home", EXAMPLE_DAGS, database=self.database, env=env, **options
+                self.home / "home", self.dags_folder, database=self.database, env=env, **options
             )
             self._exit.enter_context(self.stack)
             self.stack.create_pool(POOL, 3, include_deferred=True, description="Echo360 reports in flight")
@@ -123,7 +134,7 @@ class Echo360Environment:
     def airflow_env(self) -> dict[str, str]:
         """Connections and Variables, as Airflow reads them from the environment."""
         return {
-            "AIRFLOW_CONN_ECHO360_DEFAULT": self.sandbox.airflow_connection(extra={"backoff_seconds": 0.5}),
+            "AIRFLOW_CONN_ECHO360_DEFAULT": self.sandbox.airflow_connection(extra=self.connection_extra),
             "AIRFLOW_CONN_AWS_DEFAULT": self.s3.airflow_connection(),
             "AIRFLOW_VAR_ECHO360_REPORTS": json.dumps(self.reports),
             "AIRFLOW_VAR_ECHO360_S3_BUCKET": BUCKET,
@@ -137,9 +148,9 @@ class Echo360Environment:
     def backfill_daily(self, days: int, *, last_day: dt.date | None = None, max_active_runs: int = 16) -> int:
         """Backfill the daily DAG over ``days`` days ending with ``last_day``; return the backfill id.
 
-        By default the last day is the latest whose data is complete (48 h after it ended).
+        By default the last day is :func:`last_complete_day`.
         """
-        last_day = last_day or dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)
+        last_day = last_day or last_complete_day()
         first_day = last_day - dt.timedelta(days=days - 1)
         self.stack.wait_for_dag(DAILY_DAG, timeout=180)
         self.stack.unpause(DAILY_DAG)

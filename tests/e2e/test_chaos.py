@@ -9,22 +9,37 @@ serialized trigger arguments.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import threading
 import time
-from collections import Counter
 
-import psycopg2
 import pytest
 from cryptography.fernet import Fernet
-from echo360_sandbox.state import submission_key
 
-from devtools.environment import BUCKET, DEFAULT_REPORTS, Echo360Environment
+from devtools.checks import (
+    assert_cap_held,
+    assert_landed_byte_identical,
+    assert_no_open_uploads,
+    assert_one_submission_per_window,
+    assert_runs_succeeded,
+    assert_written_once,
+    days_ending,
+    windows,
+)
+from devtools.environment import BUCKET, Echo360Environment, last_complete_day
+from devtools.processes import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 DAYS = 7
-FAULTS = ["5xx", "429", "drop", "slow", "truncate", "expired-url"]
+
+
+@pytest.fixture(scope="module")
+def env_options():
+    faults = ["5xx", "429", "drop", "slow", "truncate", "expired-url"]
+    sandbox = {"processing_seconds": 4, "fault_rate": 0.2, "faults": faults, "failed_rate": 0.05}
+    return {"sandbox_options": {**sandbox, "slow_seconds": 1, "seed": 360}}
 
 
 class TriggerSampler(threading.Thread):
@@ -38,7 +53,7 @@ class TriggerSampler(threading.Thread):
 
     def run(self) -> None:
         fernet = Fernet(self.env.stack.env["AIRFLOW__CORE__FERNET_KEY"].encode())
-        with connect(self.env) as db:
+        with contextlib.closing(self.env.stack.connect_db()) as db:
             while not self.done.wait(0.5):
                 with db.cursor() as cursor:
                     cursor.execute("SELECT id, classpath, kwargs FROM trigger")
@@ -47,80 +62,57 @@ class TriggerSampler(threading.Thread):
                         self.kwargs[trigger_id] = f"{classpath} {text}"
 
 
-def connect(env: Echo360Environment):
-    stack = env.stack
-    db = psycopg2.connect(host=stack.pg_host, port=stack.pg_port, user=stack.pg_user, dbname=stack.db_name)
-    db.autocommit = True
-    return db
-
-
 @pytest.fixture(scope="module")
-def chaos():
-    sandbox = {
-        "processing_seconds": 4,
-        "fault_rate": 0.2,
-        "faults": FAULTS,
-        "failed_rate": 0.05,
-        "slow_seconds": 1,
-        "seed": 360,
-    }
-    with Echo360Environment(database="postgres", sandbox_options=sandbox) as env:
-        env.s3.client().put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        sampler = TriggerSampler(env)
-        sampler.start()
-        env.backfill_daily(DAYS)
-        # Kill the scheduler -9 once some reports are in flight, and start it again.
-        deadline = time.monotonic() + 300
-        while env.sandbox.stats()["submitted"] < 4 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        killed_pid = env.stack.pid("scheduler")
-        env.stack.kill("scheduler")
-        time.sleep(3)
-        env.stack.restart("scheduler")
-        restarted_at = dt.datetime.now(dt.UTC)
-        assert env.stack.pid("scheduler") != killed_pid
-        runs = env.wait_for_backfill(DAYS, timeout=1200)
-        sampler.done.set()
-        sampler.join()
-        yield env, runs, sampler, restarted_at
+def chaos(env):
+    env.s3.client().put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    sampler = TriggerSampler(env)
+    sampler.start()
+    env.backfill_daily(DAYS)
+    # Kill the scheduler -9 once some reports are in flight, and start it again.
+    wait_for(lambda: env.sandbox.stats()["submitted"] >= 4, 300, "4 submissions")
+    killed_pid = env.stack.pid("scheduler")
+    env.stack.kill("scheduler")
+    time.sleep(3)
+    env.stack.restart("scheduler")
+    restarted_at = dt.datetime.now(dt.UTC)
+    assert env.stack.pid("scheduler") != killed_pid
+    runs = env.wait_for_backfill(DAYS, timeout=1200)
+    sampler.done.set()
+    sampler.join()
+    return runs, sampler, restarted_at
 
 
-def test_every_window_lands_byte_identical_once(chaos):
-    env, runs, _, _ = chaos
-    assert sorted(run["state"] for run in runs) == ["success"] * DAYS
-    landed = list(env.landed())
-    assert len({(obj.report, obj.start) for obj in landed}) == DAYS * len(DEFAULT_REPORTS) == len(landed)
-    for obj in landed:
-        assert obj.body == env.served_bytes(obj), obj.key
-    versions = env.s3.client().list_object_versions(Bucket=BUCKET, Prefix="echo360/").get("Versions", [])
-    assert Counter(v["Key"] for v in versions) == Counter(obj.key for obj in landed)  # written once each
-    assert env.open_multipart_uploads() == []
+def test_every_window_lands_byte_identical_once(env, chaos):
+    runs, _, _ = chaos
+    assert_runs_succeeded(runs, DAYS)
+    landed = assert_landed_byte_identical(env, windows(days_ending(last_complete_day(), DAYS)))
+    assert_written_once(env, landed)
+    assert_no_open_uploads(env)
 
 
-def test_the_cap_held_and_submissions_only_repeat_after_failures(chaos):
-    env, _, _, _ = chaos
+def test_the_cap_held_and_submissions_only_repeat_after_failures(env, chaos):
     stats = env.sandbox.stats()
     assert sum(stats["faults"].values()) > 20, stats["faults"]  # the chaos was real
-    assert stats["max_in_flight"] <= 3
-    for obj in env.landed():
-        end = (dt.date.fromisoformat(obj.start) + dt.timedelta(days=1)).isoformat()
-        key = submission_key(obj.report, {"start": obj.start, "end": end})
-        failures = sum(1 for outcome in stats["outcomes"].get(key, []) if outcome in ("Failed", "Missing"))
-        assert 1 <= stats["submissions"][key] <= 1 + failures, (key, stats["submissions"][key], failures)
+    assert_cap_held(stats, full=False)
+    expected = windows(days_ending(last_complete_day(), DAYS))
+    assert_one_submission_per_window(stats, expected, after_failures=True)
 
 
-def test_no_secret_anywhere(chaos):
-    env, _, sampler, _ = chaos
+def test_no_secret_anywhere(env, chaos):
+    _, sampler, _ = chaos
     handed_out = env.sandbox.secrets()
     needles = [s for values in handed_out.values() for s in values if s]
     assert len(handed_out["access_tokens"]) >= 1 and handed_out["signatures"]
-    with connect(env) as db, db.cursor() as cursor:
-        cursor.execute("SELECT value::text FROM xcom")
-        xcoms = [row[0] for row in cursor.fetchall()]
-        cursor.execute("SELECT rendered_fields::text FROM rendered_task_instance_fields")
-        rendered = [row[0] for row in cursor.fetchall()]
-        cursor.execute("SELECT next_kwargs::text FROM task_instance WHERE next_kwargs IS NOT NULL")
-        next_kwargs = [row[0] for row in cursor.fetchall()]
+    query = env.stack.db_query
+    xcoms = [row["value"] for row in query("SELECT value::text FROM xcom")]
+    rendered = [
+        row["rendered_fields"]
+        for row in query("SELECT rendered_fields::text FROM rendered_task_instance_fields")
+    ]
+    next_kwargs = [
+        row["next_kwargs"]
+        for row in query("SELECT next_kwargs::text FROM task_instance WHERE next_kwargs IS NOT NULL")
+    ]
     assert xcoms and rendered and sampler.kwargs, (
         "nothing was collected: the search below would prove nothing"
     )
@@ -139,6 +131,6 @@ def test_no_secret_anywhere(chaos):
 
 
 def test_the_backfill_finished_under_the_restarted_scheduler(chaos):
-    _, runs, _, restarted_at = chaos
+    runs, _, restarted_at = chaos
     ends = [dt.datetime.fromisoformat(run["end_date"].replace("Z", "+00:00")) for run in runs]
     assert sum(end > restarted_at for end in ends) >= DAYS // 2

@@ -1,0 +1,84 @@
+"""Fixtures of the end-to-end tests: the whole environment (sandbox, S3 server, Airflow on the local
+PostgreSQL), which must leave nothing running, and the daily DAG's backfill over it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+pytest.register_assert_rewrite("devtools.checks")
+
+from devtools.checks import days_ending, windows  # noqa: E402
+from devtools.environment import Echo360Environment, last_complete_day  # noqa: E402
+from devtools.processes import wait_for  # noqa: E402
+
+
+@contextmanager
+def environment(**options: Any) -> Iterator[Echo360Environment]:
+    with Echo360Environment(database="postgres", **options) as env:
+        yield env
+    # Every process it started is gone: components, Celery pools, task processes.
+    assert env.stack.leftover_processes() == []
+
+
+@pytest.fixture(scope="module")
+def env_options() -> dict[str, Any]:
+    """Options of the module's environment (a module overrides this fixture to set them)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def env(env_options: dict[str, Any]) -> Iterator[Echo360Environment]:
+    """One environment for the module."""
+    with environment(**env_options) as started:
+        yield started
+
+
+@pytest.fixture
+def make_env() -> Iterator[Callable[..., Echo360Environment]]:
+    """A factory of environments of the test's own, ``make_env(**options)``, stopped at teardown."""
+    with ExitStack() as stack:
+        yield lambda **options: stack.enter_context(environment(**options))
+
+
+@dataclass(frozen=True)
+class Backfill:
+    id: int
+    runs: list[dict[str, Any]]
+    days: list[dt.date]  # latest first
+    stats: dict[str, Any]  # the sandbox's, as the backfill ended
+
+    @property
+    def windows(self) -> set[tuple[str, str]]:
+        return windows(self.days)
+
+
+@pytest.fixture(scope="module")
+def backfill_days() -> int:
+    return 14
+
+
+@pytest.fixture(scope="module")
+def backfilled(env: Echo360Environment, backfill_days: int) -> Backfill:
+    """The daily DAG backfilled over ``backfill_days`` days ending with the last complete day, through
+    ``POST /api/v2/backfills`` with max_active_runs 16, over (marked completed, so that the DAG can
+    take another backfill)."""
+    last_day = last_complete_day()
+    started = time.monotonic()
+    backfill_id = env.backfill_daily(backfill_days, last_day=last_day, max_active_runs=16)
+    runs = env.wait_for_backfill(backfill_days, timeout=1200)
+    stats = env.sandbox.stats()
+    took = time.monotonic() - started
+    sys.stderr.write(
+        f"\nAirflow ready in {env.stack.ready_after:.0f} s; the backfill took {took:.0f} s;"
+        f" calls refused for the rate limit: {stats['refused_rate_limited']}\n"
+    )
+    wait_for(lambda: env.stack.backfill(backfill_id)["completed_at"], 60, "the backfill to be completed")
+    return Backfill(backfill_id, runs, days_ending(last_day, backfill_days), stats)

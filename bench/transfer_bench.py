@@ -128,7 +128,7 @@ def main() -> None:
         hook = Echo360Hook("echo360_bench")
         end = f"2024-01-{1 + options.days:02d}"
         request = hook.submit_request(options.report, {"start": "2024-01-01", "end": end}, compression=False)
-        while hook.get_request(request.request_id).is_pending:
+        while hook.get_request(request.request_id).in_progress:
             time.sleep(0.5)
         (url,) = hook.get_request(request.request_id).signed_assets
         # Warm-up, untimed: the sandbox generates the asset once, and the local copy feeds "upload".

@@ -153,12 +153,16 @@ class Echo360Environment:
         last_day = last_day or last_complete_day()
         first_day = last_day - dt.timedelta(days=days - 1)
         self.stack.wait_for_dag(DAILY_DAG, timeout=180)
-        self.stack.unpause(DAILY_DAG)
         # A backfill's dates are those of the runs, which happen at the end of their data interval.
         first_run, last_run = first_day + dt.timedelta(days=1), last_day + dt.timedelta(days=1)
-        return self.stack.create_backfill(
+        # Created before the DAG is unpaused (its runs wait for that): on SQLite, a creation that meets
+        # the scheduler writing the DAG's first run fails half-way (503, retried), and the scheduler
+        # then dies on the runs that vanished (StaleDataError on dag_run).
+        backfill_id = self.stack.create_backfill(
             DAILY_DAG, f"{first_run}T00:00:00Z", f"{last_run}T00:00:00Z", max_active_runs=max_active_runs
         )
+        self.stack.unpause(DAILY_DAG)
+        return backfill_id
 
     def wait_for_backfill(self, days: int, timeout: float = 600) -> list[dict[str, Any]]:
         """The backfill's runs, once ``days`` of them are over (success or failed)."""

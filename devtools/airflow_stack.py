@@ -510,20 +510,9 @@ class AirflowStack:
     def create_pool(
         self, name: str, slots: int, include_deferred: bool = True, description: str | None = None
     ) -> dict[str, Any]:
-        """Create (or update) a pool via ``POST /api/v2/pools``."""
-        body = {
-            "name": name,
-            "slots": slots,
-            "description": description or f"{name} (AirflowStack)",
-            "include_deferred": include_deferred,
-        }
-        try:
-            return self.api("POST", "/pools", json=body)
-        except ApiError as e:
-            if e.status != 409:
-                raise
-            body.pop("name")
-            return self.api("PATCH", f"/pools/{name}", json=body)
+        """Create a pool (``POST /api/v2/pools``)."""
+        body = {"name": name, "slots": slots, "description": description or name}
+        return self.api("POST", "/pools", json={**body, "include_deferred": include_deferred})
 
     def wait_for_dag(self, dag_id: str, timeout: float = 90) -> None:
         """Wait until the dag-processor has serialized ``dag_id``; fail early on an import error."""

@@ -208,9 +208,8 @@ class Echo360Hook(BaseHook):
             try:
                 return ReportRequest.from_api(self._send(self.get_conn(), call).data)
             except RetryableAnswer as error:
-                if (
-                    error.http_status == 429
-                ):  # the rate limit, or the cap: the operator waits, holding nothing
+                # A 429 is the rate limit or the cap: the operator waits, holding nothing.
+                if error.http_status == 429:
                     raise Echo360SubmissionRefusedError(429, str(error)) from None
                 unclear = True
                 raise
@@ -317,7 +316,7 @@ class Echo360Hook(BaseHook):
     def _request_flow(self, request_id: str) -> Flow[ReportRequest]:
         """``GET /request/{id}``; where that answers 404, ``/requests/{id}`` once, remembered per API."""
         check_request_id(request_id)
-        base = self._settings.base_url if self._settings else ""  # the drivers load it first
+        base = self.settings.base_url  # loaded already by the async driver, which may not block
         plural = MEMORY.recall(base, "plural_request_path", False)
         try:
             answer = yield Call("GET", f"/{'requests' if plural else 'request'}/{request_id}")
@@ -331,7 +330,6 @@ class Echo360Hook(BaseHook):
     # -- drivers ---------------------------------------------------------------------------------------
 
     def _run(self, flow: Flow[T]) -> T:
-        self.settings  # noqa: B018 - load the connection before the flow reads it
         try:
             call = next(flow)
             while True:

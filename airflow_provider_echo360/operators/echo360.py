@@ -45,12 +45,13 @@ from airflow_provider_echo360.triggers.echo360 import ReportStatusTrigger
 
 #: The API's cap on requests in flight per institution.
 MAX_IN_FLIGHT = 3
-#: How old an Available request may be to be adopted: dated reports never change once complete;
-#: undated ones (``asset``) are snapshots, so a day-old one is not what a new run asks for.
-REUSE_DATED = dt.timedelta(days=13)
-REUSE_UNDATED = dt.timedelta(hours=12)
 #: Assets are deleted 14 days after submission: never adopt a request older than this.
 REUSABLE_AGE = dt.timedelta(days=13)
+#: How old an Available request may be to be adopted by default: dated reports never change once
+#: complete (up to the cap); undated ones (``asset``) are snapshots, so a day-old one is not what a
+#: new run asks for.
+REUSE_DATED = REUSABLE_AGE
+REUSE_UNDATED = dt.timedelta(hours=12)
 
 Seconds = dt.timedelta | float
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pathlib
 import re
+import shutil
+import subprocess
 import tomllib
+import zipfile
 
 REPO = pathlib.Path(__file__).parents[2]
 ROOT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -40,3 +43,21 @@ def test_the_image_installs_the_sandbox_that_compose_runs() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "COPY --chown=airflow:root sandbox/src /opt/echo360/sandbox/src" in dockerfile
     assert re.search(r'pip install .*"/opt/echo360/sandbox"', dockerfile)
+
+
+def test_the_built_wheel_carries_license_urls_typing_marker_and_classifiers(tmp_path: pathlib.Path) -> None:
+    uv = shutil.which("uv")
+    assert uv, "uv is on PATH wherever ./scripts/test runs"
+    subprocess.run(
+        [uv, "build", "--wheel", "--out-dir", str(tmp_path), str(REPO)], check=True, capture_output=True
+    )
+    (wheel,) = tmp_path.glob("airflow_provider_echo360-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        files = archive.namelist()
+        (metadata_name,) = [f for f in files if f.endswith(".dist-info/METADATA")]
+        metadata = archive.read(metadata_name).decode()
+    assert "airflow_provider_echo360/py.typed" in files
+    assert any(f.endswith(".dist-info/licenses/LICENSE") for f in files), files
+    assert "Project-URL: Echo360 Reporting API, https://echo360.org/reporting" in metadata
+    assert "Classifier: Programming Language :: Python :: 3.11" in metadata
+    assert "Classifier: Framework :: Apache Airflow :: Provider" in metadata

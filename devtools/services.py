@@ -23,12 +23,12 @@ import pwd
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from devtools.processes import Process, free_port
 
@@ -106,6 +106,9 @@ class Redis:
         return f"Redis at {self.url} ({'throwaway' if self.process else 'found running'})"
 
 
+Server = TypeVar("Server", Postgres, Redis)
+
+
 def throwaway_forced() -> bool:
     """Whether ``ECHO360_TEST_SERVICES`` asks for throwaway servers (``throwaway``; default ``auto``)."""
     mode = os.environ.get(MODE_VARIABLE, "auto")
@@ -114,36 +117,30 @@ def throwaway_forced() -> bool:
     return mode == "throwaway"
 
 
-@contextmanager
-def postgres(usual: Postgres | None = None) -> Iterator[Postgres]:
+def postgres(usual: Postgres | None = None) -> AbstractContextManager[Postgres]:
     """The PostgreSQL at ``usual`` (127.0.0.1:5432) if it answers, else a throwaway one for the block."""
-    usual = usual or Postgres()
-    if not throwaway_forced() and usual.answers():
-        yield usual
-        return
-    with _throwaway_directory("echo360-postgres-") as directory:
-        port = free_port()
-        with _postgres_process(directory, port) as process:
-            yield Postgres(port=port, process=process)
+    return _found_or_throwaway(usual or Postgres(), _throwaway_postgres)
 
 
-@contextmanager
-def redis(usual: Redis | None = None) -> Iterator[Redis]:
+def redis(usual: Redis | None = None) -> AbstractContextManager[Redis]:
     """The Redis at ``usual`` (redis://127.0.0.1:6379/0) if it answers, else a throwaway one for the block."""
-    usual = usual or Redis()
-    if not throwaway_forced() and usual.answers():
-        yield usual
-        return
-    with _throwaway_directory("echo360-redis-") as directory:
-        port = free_port()
-        url = f"redis://{HOST}:{port}/0"
-        argv = [_valkey_server(), "--bind", HOST, "--port", str(port), "--dir", str(directory), "--save", ""]
-        with Process(argv, name="valkey-server", cwd=directory, ready=Redis(url).answers) as process:
-            yield Redis(url, process)
+    return _found_or_throwaway(usual or Redis(), _throwaway_redis)
 
 
 @contextmanager
-def _throwaway_directory(prefix: str) -> Iterator[Path]:
+def _found_or_throwaway(usual: Server, throwaway: Callable[[Path], Server]) -> Iterator[Server]:
+    if not throwaway_forced() and usual.answers():
+        yield usual
+        return
+    with _throwaway_directory() as directory:
+        server = throwaway(directory)
+        assert server.process is not None
+        with server.process:
+            yield server
+
+
+@contextmanager
+def _throwaway_directory() -> Iterator[Path]:
     """A temporary directory, removed at the end; SIGTERM raises ``KeyboardInterrupt`` meanwhile, so that
     the ``finally`` blocks (and pytest's teardown) stop what runs: by default it ends Python at once."""
 
@@ -152,14 +149,15 @@ def _throwaway_directory(prefix: str) -> Iterator[Path]:
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        with tempfile.TemporaryDirectory(prefix=prefix) as directory:
+        with tempfile.TemporaryDirectory(prefix="echo360-service-") as directory:
             yield Path(directory)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _postgres_process(directory: Path, port: int) -> Process:
-    """A new cluster in ``directory/data`` (superuser ``postgres``, trust auth) and its server on ``port``."""
+def _throwaway_postgres(directory: Path) -> Postgres:
+    """A new cluster in ``directory/data`` (superuser ``postgres``, trust auth), its server not started."""
+    port = free_port()
     user = UNPRIVILEGED_USER if os.geteuid() == 0 else None
     bin_dir = _pgserver_bin(directory, copy=user is not None)
     data = directory / "data"
@@ -173,7 +171,16 @@ def _postgres_process(directory: Path, port: int) -> Process:
     settings = [arg for setting in PG_SETTINGS for arg in ("-c", setting)]
     argv = [f"{bin_dir}/postgres", "-D", str(data), "-h", HOST, "-p", str(port), "-k", "", *settings]
     ready = Postgres(port=port).answers
-    return Process(argv, name="postgres", cwd=directory, user=user, ready=ready, startup_timeout=60)
+    process = Process(argv, name="postgres", cwd=directory, user=user, ready=ready, startup_timeout=60)
+    return Postgres(port=port, process=process)
+
+
+def _throwaway_redis(directory: Path) -> Redis:
+    """A Valkey server on a free port, with no persistence (``--save ""``), not started."""
+    port = free_port()
+    url = f"redis://{HOST}:{port}/0"
+    argv = [_valkey_server(), "--bind", HOST, "--port", str(port), "--dir", str(directory), "--save", ""]
+    return Redis(url, Process(argv, name="valkey-server", cwd=directory, ready=Redis(url).answers))
 
 
 def _pgserver_bin(directory: Path, *, copy: bool) -> Path:

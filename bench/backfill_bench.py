@@ -2,7 +2,8 @@
 
 N report requests that each take T seconds in the sandbox, under the API's cap of 3 in flight, take at
 best ceil(N/3)·T. Each way backfills a daily DAG over N / len(reports) days on a real Airflow (scheduler,
-triggerer, dag-processor, api-server, LocalExecutor; PostgreSQL by default), through
+triggerer, dag-processor, api-server, LocalExecutor; PostgreSQL by default, the local server or a
+throwaway one from devtools.services), through
 ``POST /api/v2/backfills`` with ``max_active_runs`` 16, against the sandbox and a moto S3 server:
 
 1. ``provider``: ``example_dags/echo360_daily_to_s3.py`` (SubmitReportOperator, deferred in the pool
@@ -26,6 +27,7 @@ and paste the table into bench/RESULTS.md. Not a test: no assertion, figures onl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import math
@@ -39,6 +41,7 @@ from typing import Any
 
 import requests
 
+from devtools import services
 from devtools.environment import DAILY_DAG, DEFAULT_REPORTS, EXAMPLE_DAGS, Echo360Environment
 
 NAIVE_DAGS = Path(__file__).resolve().parent / "naive_dags"
@@ -66,7 +69,7 @@ def sandbox_requests(env: Echo360Environment) -> list[dict[str, Any]]:
     return list(answer.json()["requests"])
 
 
-def run_way(way: str, options: argparse.Namespace) -> dict[str, Any]:
+def run_way(way: str, options: argparse.Namespace, database_options: dict[str, Any]) -> dict[str, Any]:
     dags_folder, dag_id = WAYS[way]
     days = options.requests // len(options.reports)
     T = options.processing_seconds
@@ -77,7 +80,7 @@ def run_way(way: str, options: argparse.Namespace) -> dict[str, Any]:
         reports=options.reports,
         poll_seconds=options.poll_seconds,
         sandbox_options={"processing_seconds": T, "rate_limit": options.rate_limit},
-        stack_options={"parallelism": options.parallelism, "env": overrides},
+        stack_options={"parallelism": options.parallelism, "env": overrides, **database_options},
         home=options.home / way if options.home else None,
     )
     with env:
@@ -206,6 +209,27 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def run_ways(options: argparse.Namespace, database_options: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each way in turn, its figures printed as it ends."""
+    results: list[dict[str, Any]] = []
+    for way in options.ways.split(","):
+        started = time.monotonic()
+        results.append(run_way(way, options, database_options))
+        r = results[-1]
+        print(
+            f"{way}: API makespan {r['makespan_api']:.0f}s ({r['ratio_api']:.2f}x ideal {r['ideal']:g}s), "
+            f"user makespan {r['makespan_user']:.0f}s ({r['ratio_user']:.2f}x); head {r['head']:.1f}s, "
+            f"tail {r['tail']:.1f}s; hand-offs (s): {', '.join(f'{h:.1f}' for h in r['handoffs'])}; "
+            f"load {r['load_before']} -> {r['load_after']}; {time.monotonic() - started:.0f}s in all",
+            flush=True,
+        )
+        if r.get("steps"):
+            print("  mean steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in r["steps"].items()), flush=True)
+        if options.dump:
+            options.dump.write_text(json.dumps(results, indent=2, default=str))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -233,22 +257,11 @@ def main() -> None:
         parser.error(f"--requests must be a multiple of the {len(options.reports)} reports")
 
     print(f"{platform.node()}: {os.cpu_count()} cores, load {load()}; {' '.join(sys.argv)}", flush=True)
-    results = []
-    for way in options.ways.split(","):
-        started = time.monotonic()
-        results.append(run_way(way, options))
-        r = results[-1]
-        print(
-            f"{way}: API makespan {r['makespan_api']:.0f}s ({r['ratio_api']:.2f}x ideal {r['ideal']:g}s), "
-            f"user makespan {r['makespan_user']:.0f}s ({r['ratio_user']:.2f}x); head {r['head']:.1f}s, "
-            f"tail {r['tail']:.1f}s; hand-offs (s): {', '.join(f'{h:.1f}' for h in r['handoffs'])}; "
-            f"load {r['load_before']} -> {r['load_after']}; {time.monotonic() - started:.0f}s in all",
-            flush=True,
-        )
-        if r.get("steps"):
-            print("  mean steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in r["steps"].items()), flush=True)
-        if options.dump:
-            options.dump.write_text(json.dumps(results, indent=2, default=str))
+    with contextlib.ExitStack() as running:
+        database_options: dict[str, Any] = {}
+        if options.database == "postgres":  # the local server, or a throwaway one for the run
+            database_options = running.enter_context(services.postgres()).stack_options()
+        results = run_ways(options, database_options)
     print()
     print(table(results))
 

@@ -43,6 +43,7 @@ from typing import Any
 
 import requests
 
+from devtools import services
 from devtools.processes import Process, ProcessError, free_port, stop_all, wait_for
 
 # component kind -> its job_type in Airflow's jobs
@@ -106,7 +107,11 @@ class AirflowStack:
     :param celery_workers: how many Celery workers (``celery-worker``, ``celery-worker-2``, ...);
         default 1 with the CeleryExecutor, 0 otherwise.
     :param worker_concurrency: task slots of each Celery worker (``--concurrency``).
-    :param broker_url: Celery's broker.
+    :param broker_url: Celery's broker (default: the usual local Redis).
+    :param pg_host: PostgreSQL's address (default: the usual local server; the tests pass the one
+        :mod:`devtools.services` found or started, and its ``broker_url``).
+    :param pg_port: its port.
+    :param pg_user: its superuser (trust auth).
     """
 
     def __init__(
@@ -120,14 +125,14 @@ class AirflowStack:
         api_port: int | None = None,
         parallelism: int = 8,
         startup_timeout: float = 110.0,
-        pg_host: str = "127.0.0.1",
-        pg_port: int = 5432,
-        pg_user: str = "postgres",
+        pg_host: str = services.HOST,
+        pg_port: int = services.PG_PORT,
+        pg_user: str = services.PG_USER,
         schedulers: int = 1,
         triggerers: int = 1,
         celery_workers: int | None = None,
         worker_concurrency: int = 4,
-        broker_url: str = "redis://127.0.0.1:6379/0",
+        broker_url: str = services.REDIS_URL,
     ) -> None:
         if database not in ("sqlite", "postgres"):
             raise ValueError(f"database must be 'sqlite' or 'postgres', not {database!r}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import pwd
 import signal as signals
 import socket
 import subprocess
@@ -101,6 +102,8 @@ class Process:
     :param ready: the readiness check ``start()`` waits for (default: none).
     :param startup_timeout: seconds ``start()`` waits for ``ready()``.
     :param stop_timeout: seconds ``stop()`` and ``restart()`` give it to exit after SIGTERM.
+    :param user: the user it runs as, with that user's group and no other (default: this process's);
+        for a server that refuses to run as root.
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class Process:
         ready: Callable[[], Any] | None = None,
         startup_timeout: float = 30,
         stop_timeout: float = 10,
+        user: str | None = None,
     ) -> None:
         self.argv = [str(arg) for arg in argv]
         self.name = name or Path(self.argv[0]).name
@@ -127,6 +131,7 @@ class Process:
         self.ready = ready
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
+        self.user = user
         self.popen: subprocess.Popen[bytes] | None = None
         self.started_at: datetime | None = None  # wall clock of the latest start
         self.log_offset = 0  # size of the log when the latest instance started
@@ -196,6 +201,9 @@ class Process:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                user=self.user,
+                group=pwd.getpwnam(self.user).pw_gid if self.user else None,
+                extra_groups=[] if self.user else None,
             )
         self.sessions.add(self.popen.pid)
         with _LIVE_LOCK:

@@ -1,5 +1,6 @@
-"""Fixtures of the end-to-end tests: the whole environment (sandbox, S3 server, Airflow on the local
-PostgreSQL), which must leave nothing running, and the daily DAG's backfill over it."""
+"""Fixtures of the end-to-end tests: PostgreSQL and Redis (found running, or throwaway ones for the
+session: devtools.services), the whole environment (sandbox, S3 server, Airflow on that PostgreSQL),
+which must leave nothing running, and the daily DAG's backfill over it."""
 
 from __future__ import annotations
 
@@ -15,13 +16,44 @@ import pytest
 
 pytest.register_assert_rewrite("devtools.checks")
 
+from devtools import services  # noqa: E402
 from devtools.checks import days_ending, windows  # noqa: E402
 from devtools.environment import Echo360Environment, last_complete_day  # noqa: E402
 from devtools.processes import wait_for  # noqa: E402
 
+USED_SERVICES: list[str] = []  # what the session's fixtures found or started, for the summary
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[services.Postgres]:
+    """The local PostgreSQL (127.0.0.1:5432) if it answers, else a throwaway one for the session."""
+    with services.postgres() as server:
+        USED_SERVICES.append(str(server))
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[services.Redis]:
+    """The local Redis (127.0.0.1:6379) if it answers, else a throwaway one for the session."""
+    with services.redis() as server:
+        USED_SERVICES.append(str(server))
+        yield server
+
+
+@pytest.fixture(scope="session")
+def service_options(postgres_server: services.Postgres, redis_server: services.Redis) -> dict[str, Any]:
+    """:class:`AirflowStack`'s options for the session's PostgreSQL and Redis."""
+    return {**postgres_server.stack_options(), **redis_server.stack_options()}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if USED_SERVICES:
+        terminalreporter.write_line("e2e services: " + "; ".join(USED_SERVICES))
+
 
 @contextmanager
-def environment(**options: Any) -> Iterator[Echo360Environment]:
+def environment(service_options: dict[str, Any], **options: Any) -> Iterator[Echo360Environment]:
+    options["stack_options"] = {**service_options, **options.get("stack_options", {})}
     with Echo360Environment(database="postgres", **options) as env:
         yield env
     # Every process it started is gone: components, Celery pools, task processes.
@@ -35,17 +67,17 @@ def env_options() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def env(env_options: dict[str, Any]) -> Iterator[Echo360Environment]:
+def env(env_options: dict[str, Any], service_options: dict[str, Any]) -> Iterator[Echo360Environment]:
     """One environment for the module."""
-    with environment(**env_options) as started:
+    with environment(service_options, **env_options) as started:
         yield started
 
 
 @pytest.fixture
-def make_env() -> Iterator[Callable[..., Echo360Environment]]:
+def make_env(service_options: dict[str, Any]) -> Iterator[Callable[..., Echo360Environment]]:
     """A factory of environments of the test's own, ``make_env(**options)``, stopped at teardown."""
     with ExitStack() as stack:
-        yield lambda **options: stack.enter_context(environment(**options))
+        yield lambda **options: stack.enter_context(environment(service_options, **options))
 
 
 @dataclass(frozen=True)

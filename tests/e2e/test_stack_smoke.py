@@ -7,13 +7,13 @@ triggerer must really have run the trigger.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
+import contextlib
 import textwrap
 import time
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,18 +65,10 @@ def _parse(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
-def _postgres_available() -> bool:
-    if shutil.which("pg_isready") is None:
-        return True  # let the stack try (psycopg2) and fail clearly
-    return (
-        subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432"], capture_output=True).returncode == 0
-    )
-
-
 @pytest.mark.parametrize("database", ["postgres", "sqlite"])
-def test_backfill_of_deferring_task_in_one_slot_pool(tmp_path: Path, database: str) -> None:
-    if database == "postgres" and not _postgres_available():
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+def test_backfill_of_deferring_task_in_one_slot_pool(
+    tmp_path: Path, database: str, service_options: dict[str, Any]
+) -> None:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = today - timedelta(days=6)
     # end_date in the past: unpausing creates no scheduled run, only the backfill's three.
@@ -89,7 +81,7 @@ def test_backfill_of_deferring_task_in_one_slot_pool(tmp_path: Path, database: s
         )
     )
 
-    stack = AirflowStack(home=tmp_path / "home", dags_folder=dags, database=database)
+    stack = AirflowStack(home=tmp_path / "home", dags_folder=dags, database=database, **service_options)
     with stack:
         pool = stack.create_pool(POOL, 1, include_deferred=True)
         assert pool["include_deferred"] is True and pool["slots"] == 1
@@ -137,11 +129,7 @@ def test_backfill_of_deferring_task_in_one_slot_pool(tmp_path: Path, database: s
         f"stop {stack.stop_took:.1f}s"
     )
     assert stack.leftover_processes() == []
-    if database == "postgres":
-        out = subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc", "SELECT datname FROM pg_database"],
-            capture_output=True,
-            text=True,
-        )
-        if out.returncode == 0:
-            assert stack.db_name not in out.stdout.split()
+    if database == "postgres":  # its database was dropped
+        with contextlib.closing(stack.connect_db("postgres")) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (stack.db_name,))
+            assert cur.fetchall() == []

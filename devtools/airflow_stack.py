@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -44,11 +45,12 @@ from typing import Any
 import requests
 
 from devtools import services
-from devtools.processes import Process, ProcessError, free_port, stop_all, wait_for
+from devtools.processes import Process, ProcessError, Watchdog, free_port, stop_all, wait_for
 
 # component kind -> its job_type in Airflow's jobs
 _JOB_TYPES = {"scheduler": "SchedulerJob", "triggerer": "TriggererJob", "dag-processor": "DagProcessorJob"}
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+LOCKED_ATTEMPTS = 4  # tries of an API call that SQLite refused with "database is locked"
 
 
 class AirflowStackError(RuntimeError):
@@ -61,6 +63,11 @@ class ApiError(AirflowStackError):
     def __init__(self, method: str, url: str, status: int, body: str) -> None:
         super().__init__(f"{method} {url} -> HTTP {status}: {body[:4000]}")
         self.status = status
+
+
+def sqlite_locked(text: str) -> bool:
+    """Whether an error says that SQLite refused it for a concurrent writer (worth another try)."""
+    return "database is locked" in text.lower()
 
 
 def component_kind(name: str) -> tuple[str, int]:
@@ -179,6 +186,9 @@ class AirflowStack:
         self.ready_after: float | None = None  # seconds start() took
         self.stop_took: float | None = None  # seconds stop() took to end the processes
         self._http = requests.Session()
+        # Restarts a scheduler, triggerer, dag-processor or Celery worker that exits, as a service
+        # manager would; the api-server's exit ends every wait (see ``watch``).
+        self.watchdog = Watchdog(say=lambda line: print(f"[airflow] {line}", flush=True))
 
     @property
     def base_url(self) -> str:
@@ -244,12 +254,17 @@ class AirflowStack:
             self.stop()
             raise
         self.ready_after = time.monotonic() - t0
+        for name, process in self.components.items():
+            restartable = component_kind(name)[0] != "api-server"
+            self.watchdog.watch(name, process, functools.partial(self.restart, name) if restartable else None)
+        self.watchdog.start()
         return self
 
     def stop(self) -> None:
         """Stop every component and all they started (see :func:`devtools.processes.stop_all`);
         drop the database."""
         t0 = time.monotonic()
+        self.watchdog.stop()  # what is stopped now is not to be restarted
         stop_all(self.components.values())
         self.stop_took = time.monotonic() - t0
         self._http.close()
@@ -314,8 +329,9 @@ class AirflowStack:
         triggerer and its trigger runner, the scheduler and its LocalExecutor workers with the
         task supervisors, a Celery worker and its pool processes with the task supervisors, but
         not the task processes, which have their own groups) or ``"session"`` (everything it
-        started, task processes included).
+        started, task processes included). The watchdog leaves it down until ``restart()``.
         """
+        self.watchdog.hold(component)
         self.components[component].kill(sig, scope, wait)
 
     def restart(self, component: str) -> None:
@@ -326,6 +342,7 @@ class AirflowStack:
         """
         self._job_ids[component] = None
         self.components[component].restart()
+        self.watchdog.release(component)
 
     # ------------------------------------------------------------------ configuration
     def _build_env(self) -> dict[str, str]:
@@ -496,13 +513,20 @@ class AirflowStack:
 
     # ------------------------------------------------------------------ REST
     def api(self, method: str, path: str, **kw: Any) -> Any:
-        """Call ``/api/v2<path>``; return the decoded JSON (None when empty); raise on non-2xx."""
+        """Call ``/api/v2<path>``; return the decoded JSON (None when empty); raise on non-2xx.
+
+        An answer that SQLite refused the call under load (``database is locked``) is retried a few
+        times, a second apart, before it counts.
+        """
         url = f"{self.api_url}/{path.lstrip('/')}"
         kw.setdefault("timeout", 30)
-        resp = self._http.request(method, url, **kw)
-        if not 200 <= resp.status_code < 300:
-            raise ApiError(method, url, resp.status_code, resp.text)
-        return resp.json() if resp.content else None
+        for attempt in range(1, LOCKED_ATTEMPTS + 1):
+            resp = self._http.request(method, url, **kw)
+            if 200 <= resp.status_code < 300:
+                return resp.json() if resp.content else None
+            if not (resp.status_code >= 500 and sqlite_locked(resp.text)) or attempt == LOCKED_ATTEMPTS:
+                raise ApiError(method, url, resp.status_code, resp.text)
+            time.sleep(1)
 
     def _paged(self, path: str, key: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -534,9 +558,7 @@ class AirflowStack:
                 raise AirflowStackError(f"DAG {dag_id!r} not loaded; import errors:\n{text}")
             return False
 
-        wait_for(
-            parsed, timeout, f"DAG {dag_id!r} to be parsed", poll=1, watch=[self.components["dag-processor"]]
-        )
+        wait_for(parsed, timeout, f"DAG {dag_id!r} to be parsed", poll=1, watchdog=self.watchdog)
 
     def unpause(self, dag_id: str) -> dict[str, Any]:
         return self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
@@ -595,11 +617,22 @@ class AirflowStack:
             return runs if sum(r["state"] in TERMINAL_RUN_STATES for r in runs) >= expected_count else None
 
         try:
-            return list(wait_for(done, timeout, f"{expected_count} terminal runs of {dag_id}", poll=1))
+            what = f"{expected_count} terminal runs of {dag_id}"
+            return list(wait_for(done, timeout, what, poll=1, watchdog=self.watchdog))
         except ProcessError as e:
-            summary = ", ".join(f"{r['dag_run_id']}={r['state']}" for r in runs) or "no runs"
+            stuck = "\n".join(self._describe_run(dag_id, run) for run in runs) or "no runs"
             tails = "\n".join(process.tail(30) for process in self.components.values())
-            raise AirflowStackError(f"{e}: {summary}\n{tails}") from None
+            raise AirflowStackError(f"{e}\nRuns of {dag_id}:\n{stuck}\n{tails}") from None
+
+    def _describe_run(self, dag_id: str, run: dict[str, Any]) -> str:
+        """``<run id>: <state>``, and for a run not over, the state of each of its tasks."""
+        line = f"  {run['dag_run_id']}: {run['state']}"
+        if run["state"] in TERMINAL_RUN_STATES:
+            return line
+        states = self._quietly(self.task_states, dag_id, run["dag_run_id"])
+        if states is None:
+            return f"{line} (task states unknown: the api-server does not answer)"
+        return line + "".join(f"\n    {task}: {state}" for task, state in sorted(states.items()))
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return self._paged(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", "task_instances")

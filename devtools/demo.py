@@ -10,8 +10,14 @@ import argparse
 import signal
 import sys
 import time
+from types import FrameType
 
+from devtools.airflow_stack import AirflowStackError
 from devtools.environment import BUCKET, DAILY_DAG, Echo360Environment
+from devtools.processes import ProcessError
+
+STARTUP_TIMEOUT = 240  # seconds for the sandbox, S3 and Airflow to come up
+BACKFILL_TIMEOUT = 480  # seconds for the backfill's runs to be over
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,9 +28,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-running", action="store_true", help="leave everything up with the UI open")
     parser.add_argument("--port", type=int, default=8080, help="Airflow UI port with --keep-running")
     options = parser.parse_args(argv)
-
+    # SIGTERM (timeout, systemd, a container stop) unwinds like Ctrl-C: everything started is stopped.
+    signal.signal(signal.SIGTERM, interrupt)
     started = time.monotonic()
-    stack_options = {"api_port": options.port} if options.keep_running else {}
+    try:
+        ok = run(options)
+    except (ProcessError, AirflowStackError) as e:
+        say(f"FAILED: {e}")
+        say("Everything it started is stopped.")
+        return 1
+    except KeyboardInterrupt:
+        say("Interrupted; everything it started is stopped.")
+        return 130
+    say(f"Done in {time.monotonic() - started:.0f}s; everything it started is stopped.")
+    return 0 if ok else 1
+
+
+def run(options: argparse.Namespace) -> bool:
+    """Start it all, backfill, print what landed (and keep it up with ``--keep-running``); all went well."""
+    stack_options = {"startup_timeout": STARTUP_TIMEOUT}
+    if options.keep_running:
+        stack_options["api_port"] = options.port
     say("Starting the Echo360 sandbox, a local S3 (moto) and Airflow (SQLite, LocalExecutor) ...")
     with Echo360Environment(
         database="sqlite",
@@ -36,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         backfill_id = env.backfill_daily(options.days)
         say(f"Backfill {backfill_id} of {DAILY_DAG}: {options.days} days x {len(env.reports)} reports ...")
-        runs = env.wait_for_backfill(options.days, timeout=480)
+        runs = env.wait_for_backfill(options.days, timeout=BACKFILL_TIMEOUT)
         states = sorted(run["state"] for run in runs)
         print_landed(env)
         stats = env.sandbox.stats()
@@ -50,14 +74,19 @@ def main(argv: list[str] | None = None) -> int:
             ui, s3 = env.stack.base_url, env.s3.endpoint_url
             say(f"Airflow UI: {ui} (no login); S3: {s3}; press Ctrl-C to stop it all.")
             try:
-                while True:
-                    time.sleep(3600)
+                while True:  # the watchdog restarts what may be restarted, and says when all is lost
+                    env.stack.watchdog.check()
+                    time.sleep(1)
             except KeyboardInterrupt:
-                # A second Ctrl-C must not cut the clean-up short.
+                # A second Ctrl-C (or SIGTERM) must not cut the clean-up short.
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 say("Stopping ...")
-    say(f"Done in {time.monotonic() - started:.0f}s; everything it started is stopped.")
-    return 0 if ok else 1
+    return ok
+
+
+def interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def print_landed(env: Echo360Environment) -> None:

@@ -117,6 +117,10 @@ class Echo360Environment:
                 self.home / "home", self.dags_folder, database=self.database, env=env, **options
             )
             self._exit.enter_context(self.stack)
+            assert self.sandbox.process is not None
+            # Without either, nothing the DAGs do can succeed: their exit ends every wait at once.
+            self.stack.watchdog.watch("sandbox", self.sandbox.process)
+            self.stack.watchdog.watch("S3 server", self.s3.process)
             self.stack.create_pool(POOL, 3, include_deferred=True, description="Echo360 reports in flight")
         except BaseException:
             self.close()

@@ -68,27 +68,129 @@ def wait_for(
     *,
     poll: float = 0.5,
     watch: Iterable[Process] = (),
+    watchdog: Watchdog | None = None,
 ) -> Any:
     """The first truthy value of ``predicate()``, polled every ``poll`` s for up to ``timeout`` s.
 
-    :raises ProcessError: on timeout, or as soon as a process of ``watch`` is no longer alive
-        (with the end of its log).
+    :raises ProcessError: on timeout, as soon as a process of ``watch`` is no longer alive (with the
+        end of its log), or as soon as ``watchdog`` has given up on a process it watches.
     """
     watched = list(watch)
     deadline = time.monotonic() + timeout
     while True:
+        if watchdog is not None:
+            watchdog.check()
         for process in watched:
             if not process.alive:
                 raise ProcessError(
                     f"{process.name} exited with {process.exit_code} while waiting for {what}:\n"
                     f"{process.tail()}"
                 )
-        if value := predicate():
+        try:
+            value = predicate()
+        except Exception:
+            if watchdog is not None:  # a process that died may be why: say so rather than how it showed
+                watchdog.look()
+                watchdog.check()
+            raise
+        if value:
             return value
         if time.monotonic() > deadline:
             tails = "\n".join(process.tail() for process in watched)
             raise ProcessError(f"timed out after {timeout:.0f} s waiting for {what}\n{tails}".rstrip())
         time.sleep(poll)
+
+
+class Watchdog:
+    """Watches processes from a thread, as a service manager would: one that may be restarted and
+    exits is started again (at most ``max_restarts`` times, each said by ``say``); the exit of one
+    that may not, or of one that keeps dying, is recorded as :attr:`failure`, which :meth:`check`
+    (and every :func:`wait_for` given this watchdog) raises, with the end of its log.
+
+    :param say: prints the watchdog's lines (a restart, a failure).
+    :param max_restarts: restarts of each process before its next exit counts as a failure.
+    :param interval: seconds between two looks.
+    """
+
+    def __init__(
+        self, *, say: Callable[[str], None] = print, max_restarts: int = 3, interval: float = 1.0
+    ) -> None:
+        self.say = say
+        self.max_restarts = max_restarts
+        self.interval = interval
+        self.failure: ProcessError | None = None
+        self._watched: dict[str, tuple[Process, Callable[[], object] | None]] = {}
+        self._held: set[str] = set()
+        self.restarts: dict[str, int] = {}
+        self._lock = threading.Lock()  # guards what is watched
+        self._looking = threading.Lock()  # one look at a time (the thread's, or a wait's)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, name: str, process: Process, restart: Callable[[], object] | None = None) -> None:
+        """Watch ``process``; ``restart`` starts it again (None: its exit is a failure)."""
+        with self._lock:
+            self._watched[name] = (process, restart)
+            self.restarts.setdefault(name, 0)
+
+    def hold(self, name: str) -> None:
+        """Leave ``name`` alone until :meth:`release` (it is stopped on purpose, e.g. by a test)."""
+        with self._lock:
+            self._held.add(name)
+
+    def release(self, name: str) -> None:
+        with self._lock:
+            self._held.discard(name)
+
+    def start(self) -> Watchdog:
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching (before the processes are stopped: their exits are no failures)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def check(self) -> None:
+        """:raises ProcessError: the watchdog gave up on a process."""
+        if self.failure is not None:
+            raise self.failure
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval) and self.failure is None:
+            self.look()
+
+    def look(self) -> None:
+        """One look at every watched process: restart, or record the failure."""
+        with self._looking:
+            self._look()
+
+    def _look(self) -> None:
+        with self._lock:
+            dead = [(n, p, r) for n, (p, r) in self._watched.items() if not p.alive and n not in self._held]
+        for name, process, restart in dead:
+            if self._stopping.is_set():
+                return
+            if restart is None or self.restarts[name] >= self.max_restarts:
+                why = "keeps dying" if restart is not None else "is needed"
+                self.failure = ProcessError(
+                    f"{name} exited with {process.exit_code} and {why}: giving up.\n{process.tail()}"
+                )
+                self.say(f"{name} exited with {process.exit_code} and {why}: stopping everything.")
+                return
+            self.restarts[name] += 1
+            self.say(
+                f"{name} exited with {process.exit_code}: starting it again "
+                f"(restart {self.restarts[name]} of at most {self.max_restarts})."
+            )
+            try:
+                restart()
+            except Exception as e:  # it could not even start: nothing left to try
+                self.failure = ProcessError(f"{name} could not be started again: {e}")
+                return
 
 
 class Process:

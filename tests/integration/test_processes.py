@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from devtools.moto_server import MotoServer
-from devtools.processes import Process, ProcessError, free_port, stop_all
+from devtools.processes import Process, ProcessError, Watchdog, free_port, stop_all, wait_for
 from devtools.sandbox import SandboxProcess, to_flags
 
 pytestmark = pytest.mark.integration
@@ -161,3 +161,61 @@ def test_the_s3_server_starts_and_stops() -> None:
         assert [b["Name"] for b in s3.client().list_buckets()["Buckets"]] == ["harness"]
         pid = s3.process.pid
     assert pid is not None and not alive(pid) and s3.process.leftovers() == []
+
+
+def sleeper(tmp_path: Path, name: str) -> Process:
+    code = "print('up', flush=True); import time; time.sleep(600)"
+    return Process([sys.executable, "-c", code], name=name, log_path=tmp_path / f"{name}.log")
+
+
+def test_the_watchdog_restarts_what_may_be_restarted_and_says_so(tmp_path: Path) -> None:
+    lines: list[str] = []
+    watchdog = Watchdog(say=lines.append, max_restarts=2, interval=0.1)
+    with sleeper(tmp_path, "scheduler") as scheduler:
+        first = scheduler.pid
+        watchdog.watch("scheduler", scheduler, scheduler.restart)
+        watchdog.start()
+        try:
+            scheduler.kill()
+            wait_for(lambda: scheduler.alive, 10, "the restart", watchdog=watchdog)
+        finally:
+            watchdog.stop()
+        assert scheduler.pid != first
+        assert lines == ["scheduler exited with -9: starting it again (restart 1 of at most 2)."]
+        assert watchdog.failure is None
+
+
+def test_the_watchdog_gives_up_on_what_keeps_dying_and_every_wait_then_raises(tmp_path: Path) -> None:
+    lines: list[str] = []
+    watchdog = Watchdog(say=lines.append, max_restarts=1, interval=60)  # looks only when asked
+    with sleeper(tmp_path, "triggerer") as triggerer:
+        watchdog.watch("triggerer", triggerer, triggerer.restart)
+        triggerer.kill()
+        watchdog.look()
+        assert triggerer.alive
+        triggerer.kill()
+        watchdog.look()
+        with pytest.raises(ProcessError, match=r"triggerer exited with -9 and keeps dying") as raised:
+            wait_for(lambda: False, 10, "nothing", watchdog=watchdog)
+        assert "up" in str(raised.value)  # the end of its log
+        assert lines[-1] == "triggerer exited with -9 and keeps dying: stopping everything."
+
+
+def test_the_watchdog_restarts_nothing_that_must_not_die_nor_what_is_held(tmp_path: Path) -> None:
+    watchdog = Watchdog(say=lambda line: None, interval=60)
+    with sleeper(tmp_path, "api-server") as api_server, sleeper(tmp_path, "dag-processor") as held:
+        watchdog.watch("api-server", api_server)
+        watchdog.watch("dag-processor", held, held.restart)
+        watchdog.hold("dag-processor")
+        held.kill()
+        watchdog.look()
+        assert not held.alive and watchdog.failure is None
+        api_server.kill()
+
+        def failing_call() -> bool:
+            raise requests.ConnectionError("refused")
+
+        # A call that fails because the process died names the process, not the call's error.
+        with pytest.raises(ProcessError, match=r"api-server exited with -9 and is needed"):
+            wait_for(failing_call, 10, "an answer", watchdog=watchdog)
+        assert not held.alive  # still held: left as it is

@@ -14,7 +14,15 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 import pytest  # noqa: E402
 
+from devtools.processes import sigterm_interrupts  # noqa: E402
 from devtools.sandbox import SandboxProcess  # noqa: E402
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Iterator[None]:
+    """SIGTERM ends the run as Ctrl-C does: the fixtures' teardown stops what they started."""
+    with sigterm_interrupts():
+        return (yield)
 
 
 @pytest.fixture(scope="session")

@@ -10,11 +10,10 @@ import argparse
 import signal
 import sys
 import time
-from types import FrameType
 
 from devtools.airflow_stack import AirflowStackError
 from devtools.environment import BUCKET, DAILY_DAG, Echo360Environment
-from devtools.processes import ProcessError
+from devtools.processes import ProcessError, sigterm_interrupts
 
 STARTUP_TIMEOUT = 240  # seconds for the sandbox, S3 and Airflow to come up
 BACKFILL_TIMEOUT = 480  # seconds for the backfill's runs to be over
@@ -28,11 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-running", action="store_true", help="leave everything up with the UI open")
     parser.add_argument("--port", type=int, default=8080, help="Airflow UI port with --keep-running")
     options = parser.parse_args(argv)
-    # SIGTERM (timeout, systemd, a container stop) unwinds like Ctrl-C: everything started is stopped.
-    signal.signal(signal.SIGTERM, interrupt)
     started = time.monotonic()
     try:
-        ok = run(options)
+        with sigterm_interrupts():  # SIGTERM stops everything, as Ctrl-C does
+            ok = run(options)
     except (ProcessError, AirflowStackError) as e:
         say(f"FAILED: {e}")
         say("Everything it started is stopped.")
@@ -83,10 +81,6 @@ def run(options: argparse.Namespace) -> bool:
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 say("Stopping ...")
     return ok
-
-
-def interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def print_landed(env: Echo360Environment) -> None:

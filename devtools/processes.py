@@ -31,9 +31,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import requests
@@ -44,6 +45,22 @@ _LIVE_LOCK = threading.Lock()
 
 class ProcessError(RuntimeError):
     """A process exited or failed to get ready in time; the message carries the end of its log."""
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM (``timeout``, systemd, a container stop) raises ``KeyboardInterrupt``
+    as Ctrl-C does, so that ``finally`` blocks and ``with`` exits stop what was started: by default,
+    SIGTERM ends Python at once, leaving every child running."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signals.signal(signals.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signals.signal(signals.SIGTERM, previous)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -21,16 +21,14 @@ import importlib.util
 import os
 import pwd
 import shutil
-import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, TypeVar
 
-from devtools.processes import Process, free_port
+from devtools.processes import Process, free_port, sigterm_interrupts
 
 MODE_VARIABLE = "ECHO360_TEST_SERVICES"
 HOST = "127.0.0.1"
@@ -143,16 +141,8 @@ def _found_or_throwaway(usual: Server, throwaway: Callable[[Path], Server]) -> I
 def _throwaway_directory() -> Iterator[Path]:
     """A temporary directory, removed at the end; SIGTERM raises ``KeyboardInterrupt`` meanwhile, so that
     the ``finally`` blocks (and pytest's teardown) stop what runs: by default it ends Python at once."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        with tempfile.TemporaryDirectory(prefix="echo360-service-") as directory:
-            yield Path(directory)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_interrupts(), tempfile.TemporaryDirectory(prefix="echo360-service-") as directory:
+        yield Path(directory)
 
 
 def _throwaway_postgres(directory: Path) -> Postgres:

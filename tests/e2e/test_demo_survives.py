@@ -1,0 +1,170 @@
+"""The demo (and the test stack) never hang: a component that dies is restarted or reported, and
+SIGTERM stops everything they started, as Ctrl-C does. Each test runs the real thing as a user
+would, in a subprocess, and kills a piece of it from outside."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from devtools.environment import DEFAULT_REPORTS
+from devtools.processes import free_port
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+DAYS = 2
+
+
+class Watched:
+    """A command run from the repository, its output read line by line as it comes.
+
+    :param argv: the command.
+    """
+
+    def __init__(self, argv: list[str]) -> None:
+        self.popen = subprocess.Popen(
+            argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
+        self.lines: list[str] = []
+        self._new: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.append(line)
+            self._new.put(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_line(self, pattern: str, timeout: float) -> str:
+        """The first new line matching ``pattern``; fails with the output so far after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._new.get(timeout=1)
+            except queue.Empty:
+                assert self.popen.poll() is None, f"exited with {self.popen.returncode}:\n{self.output}"
+                continue
+            if re.search(pattern, line):
+                return line
+        raise AssertionError(f"no line matching {pattern!r} after {timeout:.0f} s:\n{self.output}")
+
+    def finish(self, timeout: float) -> int:
+        """Its exit code; fails, killing it, if it runs longer than ``timeout`` s (it hangs)."""
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            raise AssertionError(f"still running after {timeout:.0f} s:\n{self.output}") from None
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Pid -> command line of every process below ``pid``."""
+    table: dict[int, tuple[int, str]] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        table[int(entry)] = (int(stat[stat.rindex(")") + 2 :].split()[1]), cmdline)
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, cmdline) in table.items():
+            if ppid == parent and child not in found:
+                found[child] = cmdline
+                todo.append(child)
+    return found
+
+
+def component_pid(process: Watched, pattern: str, timeout: float = 60) -> int:
+    """The pid of the process below ``process`` whose command line matches ``pattern``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        below = descendants(process.popen.pid)
+        if pids := [pid for pid, cmdline in below.items() if re.search(pattern, cmdline)]:
+            return min(pids)  # the component itself, not its children (started after it)
+        time.sleep(0.5)
+    raise AssertionError(f"no process matching {pattern!r} below {process.popen.args}:\n{process.output}")
+
+
+def still_running(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if Path(f"/proc/{pid}").exists() and "Z" not in stat_state(pid)}
+
+
+def stat_state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "Z"
+    return stat[stat.rindex(")") + 2 :].split()[0]
+
+
+def demo(*args: str) -> Watched:
+    return Watched([sys.executable, "-m", "devtools.demo", "--days", str(DAYS), *args])
+
+
+def test_a_scheduler_killed_with_kill_9_mid_backfill_is_restarted_and_the_demo_lands_everything() -> None:
+    run = demo()
+    run.wait_for_line(r"Backfill \d+ of", timeout=300)
+    scheduler = component_pid(run, "airflow scheduler")
+    time.sleep(5)  # a few tasks under way
+    os.kill(scheduler, signal.SIGKILL)
+
+    assert run.finish(timeout=600) == 0, run.output
+    assert "scheduler exited with -9: starting it again (restart 1 of at most 3)." in run.output
+    objects = DAYS * len(DEFAULT_REPORTS)
+    assert f"\n{objects} objects, " in run.output, run.output
+    assert f"Runs: {', '.join(['success'] * DAYS)}." in run.output, run.output
+    assert int(re.findall(r"at most (\d+) in flight at once", run.output)[0]) <= 3
+
+
+def test_a_dead_sandbox_ends_the_demo_within_a_minute_naming_it_and_stopping_everything() -> None:
+    run = demo()
+    run.wait_for_line(r"Backfill \d+ of", timeout=300)
+    started = set(descendants(run.popen.pid))
+    os.kill(component_pid(run, "echo360_sandbox"), signal.SIGKILL)
+
+    assert run.finish(timeout=60) == 1
+    assert "sandbox exited with -9 and is needed: stopping everything." in run.output
+    assert re.search(r"FAILED: sandbox exited with -9 and is needed: giving up\.\n----- sandbox", run.output)
+    assert still_running(started) == set()
+
+
+SMOKE_TEST = "tests/e2e/test_stack_smoke.py::test_backfill_of_deferring_task_in_one_slot_pool"
+# Airflow renames its processes (setproctitle): "airflow api_server -- host:...".
+COMPONENTS = (r"airflow[ _]api[-_]server", "airflow scheduler", "airflow triggerer", "airflow dag-processor")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["devtools.demo", "--keep-running", "--port", "PORT"], id="demo --keep-running"),
+        pytest.param(["pytest", "-p", "no:cacheprovider", "-q", SMOKE_TEST], id="an e2e test's stack"),
+    ],
+)
+def test_sigterm_stops_everything_that_was_started(argv: list[str]) -> None:
+    run = Watched([sys.executable, "-m", *(str(free_port()) if arg == "PORT" else arg for arg in argv)])
+    for pattern in COMPONENTS:
+        component_pid(run, pattern, timeout=300)
+    started = descendants(run.popen.pid)
+    run.popen.send_signal(signal.SIGTERM)
+
+    assert run.finish(timeout=120) != 0
+    left = still_running(set(started))
+    assert not left, {pid: started[pid] for pid in left}

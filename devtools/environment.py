@@ -35,7 +35,8 @@ DEFAULT_REPORTS = ("videoview", "viewsessions", "pollingv2")
 
 @dataclass(frozen=True)
 class LandedObject:
-    """One object the transfer wrote, parsed from its key ``echo360/<report>/dt=<start>/<file>``."""
+    """One object the transfer wrote: its key ``echo360/<report>/dt=<start>/<file>``, and the request
+    and asset it came from (its metadata)."""
 
     key: str
     report: str
@@ -43,14 +44,8 @@ class LandedObject:
     size: int
     rows: int
     body: bytes
-
-    @property
-    def request_id(self) -> str:
-        return self.key.rsplit("/", 1)[1].split(".", 1)[0].split("_", 1)[0]
-
-    @property
-    def file_name(self) -> str:
-        return self.key.rsplit("/", 1)[1]
+    request_id: str
+    asset: str
 
 
 def last_complete_day() -> dt.date:
@@ -174,7 +169,8 @@ class Echo360Environment:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
             for item in page.get("Contents", []):
                 key = item["Key"]
-                body = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+                answer = client.get_object(Bucket=BUCKET, Key=key)
+                body, metadata = answer["Body"].read(), answer["Metadata"]
                 _, report, folder, file_name = key.split("/", 3)
                 yield LandedObject(
                     key=key,
@@ -183,11 +179,13 @@ class Echo360Environment:
                     size=len(body),
                     rows=count_rows(body, file_name),
                     body=body,
+                    request_id=metadata["echo360-request-id"],
+                    asset=metadata["echo360-asset"],
                 )
 
     def served_bytes(self, landed: LandedObject) -> bytes:
         """What the sandbox served for the asset behind ``landed``."""
-        return self.sandbox.asset_bytes(landed.request_id, landed.file_name)
+        return self.sandbox.asset_bytes(landed.request_id, landed.asset)
 
     def open_multipart_uploads(self) -> list[dict[str, Any]]:
         uploads: list[dict[str, Any]] = (

@@ -140,10 +140,18 @@ class Echo360Environment:
             "ECHO360_POLL_SECONDS": str(self.poll_seconds),
         }
 
-    def backfill_daily(self, days: int, *, last_day: dt.date | None = None, max_active_runs: int = 16) -> int:
+    def backfill_daily(
+        self,
+        days: int,
+        *,
+        last_day: dt.date | None = None,
+        max_active_runs: int = 16,
+        reprocess_behavior: str = "none",
+    ) -> int:
         """Backfill the daily DAG over ``days`` days ending with ``last_day``; return the backfill id.
 
-        By default the last day is :func:`last_complete_day`.
+        By default the last day is :func:`last_complete_day`. ``reprocess_behavior="completed"`` runs
+        the days that already ran again, as the UI's "All Runs".
         """
         last_day = last_day or last_complete_day()
         first_day = last_day - dt.timedelta(days=days - 1)
@@ -154,7 +162,11 @@ class Echo360Environment:
         # the scheduler writing the DAG's first run fails half-way (503, retried), and the scheduler
         # then dies on the runs that vanished (StaleDataError on dag_run).
         backfill_id = self.stack.create_backfill(
-            DAILY_DAG, f"{first_run}T00:00:00Z", f"{last_run}T00:00:00Z", max_active_runs=max_active_runs
+            DAILY_DAG,
+            f"{first_run}T00:00:00Z",
+            f"{last_run}T00:00:00Z",
+            max_active_runs=max_active_runs,
+            reprocess_behavior=reprocess_behavior,
         )
         self.stack.unpause(DAILY_DAG)
         return backfill_id

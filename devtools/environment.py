@@ -138,6 +138,8 @@ class Echo360Environment:
             # Variables above are for bench/naive_dags, which reads them there, as such DAGs do).
             "ECHO360_REPORTS": json.dumps(self.reports),
             "ECHO360_POLL_SECONDS": str(self.poll_seconds),
+            # Off unless a test gives a transport (stack_options["env"]): the provider is a dev dependency.
+            "AIRFLOW__OPENLINEAGE__DISABLED": "True",
         }
 
     def backfill_daily(

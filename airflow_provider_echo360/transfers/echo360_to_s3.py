@@ -123,6 +123,8 @@ class TransferReportToS3Operator(BaseOperator):
         self.part_size = max(part_size, MIN_PART_SIZE)
         self.upload_concurrency = max(1, upload_concurrency)
         self.attempts = max(1, attempts)
+        #: the request and the keys of its objects, once ``execute`` is over (for OpenLineage)
+        self._lineage: tuple[ReportRequest, list[str]] | None = None
 
     @cached_property
     def echo360(self) -> Echo360Hook:
@@ -154,11 +156,28 @@ class TransferReportToS3Operator(BaseOperator):
                 present.keep_for(request.request_id),
                 ", ".join(sorted(present.sizes)),
             )
+        self._lineage = (request, list(landed))
         extra = asset_extra(request, self.s3_bucket, landed)
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
                 context["outlet_events"][outlet].extra = extra
         return [f"s3://{self.s3_bucket}/{key}" for key in landed]
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the report of the window in (namespace: the institution's base URL), each S3
+        object of the window out, as Airflow's own transfer operators report theirs.
+
+        The OpenLineage provider is optional: imported here, called only where it is installed.
+        """
+        from airflow.providers.common.compat.openlineage.facet import Dataset
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        if self._lineage is None:
+            return OperatorLineage()
+        request, keys = self._lineage
+        report = Dataset(namespace=self.echo360.settings.base_url, name=window_stem(request))
+        objects = [Dataset(namespace=f"s3://{self.s3_bucket}", name=key) for key in keys]
+        return OperatorLineage(inputs=[report], outputs=objects)
 
     def _present(self, window: WindowObjects) -> PresentObjects:
         """The objects of the window in S3 now: their sizes, and the request each was written from."""

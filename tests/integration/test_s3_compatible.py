@@ -10,33 +10,20 @@ from types import SimpleNamespace
 import pytest
 
 from airflow_provider_echo360.exceptions import Echo360DownloadError
-from airflow_provider_echo360.hooks.echo360 import Echo360Hook
 from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
 from devtools.s3_compat_proxy import S3CompatProxy
-from devtools.sandbox import SandboxProcess
 
 pytestmark = pytest.mark.integration
 BUCKET = "compatible"
+MIB = 1024 * 1024
 WEEK = {"start": "2024-03-01", "end": "2024-03-08"}
 
 
 @pytest.fixture(scope="module")
-def store():
-    with S3CompatProxy() as proxy:
-        proxy.client().create_bucket(Bucket=BUCKET)
-        yield proxy
-
-
-@pytest.fixture(scope="module")
-def env(store):
+def env(transfer_setup):
     # 20,000 rows a day, plain CSV: several 5 MiB parts, so the multipart path is taken.
-    with (
-        SandboxProcess(processing_seconds=0, rows_per_day=20_000, rate_limit=0) as sandbox,
-        pytest.MonkeyPatch.context() as mp,
-    ):
-        mp.setenv("AIRFLOW_CONN_AWS_COMPAT", store.airflow_connection())
-        mp.setenv("AIRFLOW_CONN_ECHO360_COMPAT", sandbox.airflow_connection(extra={"backoff_seconds": 0.05}))
-        yield SimpleNamespace(sandbox=sandbox, client=store.client(), hook=Echo360Hook("echo360_compat"))
+    with S3CompatProxy() as store, transfer_setup(store, "compat", BUCKET, rows_per_day=20_000) as setup:
+        yield setup
 
 
 def ready(env, compression: bool) -> str:
@@ -47,16 +34,17 @@ def ready(env, compression: bool) -> str:
 
 
 def transfer(request_id: str, key: str, **kwargs) -> list[str]:
-    return TransferReportToS3Operator(
-        task_id="transfer",
+    connections = {"aws_conn_id": "aws_compat", "echo360_conn_id": "echo360_compat"}
+    op = TransferReportToS3Operator(
+        task_id="t",
         request_id=request_id,
         s3_bucket=BUCKET,
         s3_key=key,
-        aws_conn_id="aws_compat",
-        echo360_conn_id="echo360_compat",
-        part_size=5 * 1024 * 1024,
+        part_size=5 * MIB,
+        **connections,
         **kwargs,
-    ).execute({"outlet_events": defaultdict(SimpleNamespace)})
+    )
+    return op.execute({"outlet_events": defaultdict(SimpleNamespace)})
 
 
 def test_the_store_answers_without_checksums_and_ignores_the_prefix(env):

@@ -24,7 +24,6 @@ from airflow_provider_echo360.transfers.echo360_to_s3 import (
     checked_chunks,
 )
 from devtools.moto_server import MotoServer
-from devtools.sandbox import SandboxProcess
 
 pytestmark = pytest.mark.integration
 BUCKET = "landing"
@@ -32,22 +31,10 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def s3():
-    with MotoServer() as server:
-        server.client().create_bucket(Bucket=BUCKET)
-        yield server
-
-
-@pytest.fixture(scope="module")
-def started(s3):
-    """One sandbox for the module (reports ready at once, small assets) and the two connections."""
-    with (
-        SandboxProcess(processing_seconds=0, rows_per_day=40, rate_limit=0) as sandbox,
-        pytest.MonkeyPatch.context() as mp,
-    ):
-        mp.setenv("AIRFLOW_CONN_AWS_IT", s3.airflow_connection())
-        mp.setenv("AIRFLOW_CONN_ECHO360_IT", sandbox.airflow_connection(extra={"backoff_seconds": 0.05}))
-        yield SimpleNamespace(sandbox=sandbox, s3=s3, client=s3.client(), hook=Echo360Hook("echo360_it"))
+def started(transfer_setup):
+    """One S3 server and one sandbox (small assets) for the module, and the two connections."""
+    with MotoServer() as s3, transfer_setup(s3, "it", BUCKET, rows_per_day=40) as setup:
+        yield setup
 
 
 @pytest.fixture
@@ -65,8 +52,8 @@ def ready_request(hook: Echo360Hook, report: str, params=None, **output) -> str:
     raise AssertionError("never ready")
 
 
-def transfer(request_id: str, key: str, **kwargs) -> list[str]:
-    op = TransferReportToS3Operator(
+def transfer_operator(request_id: str, key: str, **kwargs) -> TransferReportToS3Operator:
+    return TransferReportToS3Operator(
         task_id="transfer",
         request_id=request_id,
         s3_bucket=BUCKET,
@@ -76,6 +63,10 @@ def transfer(request_id: str, key: str, **kwargs) -> list[str]:
         part_size=5 * 1024 * 1024,
         **kwargs,
     )
+
+
+def transfer(request_id: str, key: str, **kwargs) -> list[str]:
+    op = transfer_operator(request_id, key, **kwargs)
     outlet_events = defaultdict(SimpleNamespace)
     written = op.execute({"outlet_events": outlet_events})
     for event in outlet_events.values():
@@ -206,15 +197,7 @@ def test_replace_off_leaves_objects_alone_and_on_overwrites(env):
 
 def rerun_transfer(request_id: str, key: str, **kwargs) -> tuple[list[str], list[str]]:
     """``transfer()``, also giving the S3 calls it made that write or delete (``PutObject Key``...)."""
-    op = TransferReportToS3Operator(
-        task_id="transfer",
-        request_id=request_id,
-        s3_bucket=BUCKET,
-        s3_key=key,
-        aws_conn_id="aws_it",
-        echo360_conn_id="echo360_it",
-        **kwargs,
-    )
+    op = transfer_operator(request_id, key, **kwargs)
     calls: list[str] = []
     writes = {"PutObject", "CompleteMultipartUpload", "DeleteObject"}
 

@@ -4,6 +4,8 @@ with reprocessing, as the UI's Backfill dialog does with "All Runs"."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from devtools.checks import (
@@ -13,7 +15,7 @@ from devtools.checks import (
     window_key,
     windows,
 )
-from devtools.environment import DAILY_DAG
+from devtools.environment import BUCKET, DAILY_DAG
 from devtools.processes import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
@@ -55,3 +57,18 @@ def test_a_backfill_rerun_after_the_requests_expired_leaves_one_copy_per_window(
     assert all(second[window].isdisjoint(first[window]) for window in expected)  # the new requests landed
     assert len(list(env.landed())) == len(expected)
     assert_no_open_uploads(env)
+    assert_events_name_the_window_objects(env, expected, second)
+
+
+def assert_events_name_the_window_objects(env, expected, requests):
+    """Two asset events per window (one per pass); the later names the window, its request and each
+    object now under its prefix with its size."""
+    events = env.stack.asset_events(DAILY_DAG)
+    assert len(events) == 2 * len(expected)
+    latest = {(event["extra"]["report"], event["extra"]["start"]): event["extra"] for event in events}
+    assert set(latest) == expected
+    for (report, start), extra in latest.items():
+        objects = list(env.landed(f"echo360/{report}/dt={start}/"))
+        assert extra["end"] == (dt.date.fromisoformat(start) + dt.timedelta(days=1)).isoformat()
+        assert {extra["request_id"]} == requests[(report, start)]
+        assert extra["objects"] == [{"uri": f"s3://{BUCKET}/{obj.key}", "size": obj.size} for obj in objects]

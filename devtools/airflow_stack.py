@@ -536,6 +536,12 @@ class AirflowStack:
             if not page[key] or len(out) >= (page.get("total_entries") or 0):
                 return out
 
+    def asset_events(self, dag_id: str) -> list[dict[str, Any]]:
+        """The asset events the DAG's tasks emitted, oldest first."""
+        return self._paged(
+            "/assets/events", "asset_events", {"source_dag_id": dag_id, "order_by": "timestamp"}
+        )
+
     def create_pool(
         self, name: str, slots: int, include_deferred: bool = True, description: str | None = None
     ) -> dict[str, Any]:

@@ -60,6 +60,22 @@ def assert_landed_byte_identical(
     return landed
 
 
+def assert_one_copy_per_window(
+    env: Echo360Environment, expected: set[Window], *, rows: int
+) -> dict[Window, set[str]]:
+    """Under each window's prefix, the objects of one request only, byte-identical to what the
+    sandbox served, with ``rows`` data rows between them: one copy. Returns each window's request."""
+    landed = assert_landed_byte_identical(env)
+    by_window: dict[Window, list[LandedObject]] = {}
+    for obj in landed:
+        by_window.setdefault((obj.report, obj.start), []).append(obj)
+    assert set(by_window) == expected, sorted(set(by_window) ^ expected)
+    for window, objects in sorted(by_window.items()):
+        assert len({obj.request_id for obj in objects}) == 1, (window, [obj.key for obj in objects])
+        assert sum(obj.rows for obj in objects) == rows, (window, [(obj.key, obj.rows) for obj in objects])
+    return {window: {obj.request_id for obj in objects} for window, objects in by_window.items()}
+
+
 def assert_written_once(env: Echo360Environment, landed: list[LandedObject]) -> None:
     """Each object was written once: one version each in the (versioned) bucket, no other object."""
     versions = env.s3.client().list_object_versions(Bucket=BUCKET, Prefix="echo360/").get("Versions", [])

@@ -2,6 +2,8 @@
 
 The ``asset`` report takes no dates: each run requests a fresh snapshot (a retry adopts its own
 request rather than submitting twice) and lands it at ``s3://<bucket>/echo360/asset/snapshot=<day>/``.
+A snapshot is of the moment it was requested and cannot be taken again for a past day: a rerun of a
+day that already has one keeps it (``replace=False``); a day without one gets the current snapshot.
 Settings: see ``echo360_example_settings.py``.
 """
 
@@ -29,6 +31,6 @@ with DAG(
         request_id=snapshot.output,
         s3_bucket=S3_BUCKET,
         s3_key="echo360/asset/snapshot={{ ds }}/",
-        replace=True,  # a rerun of the day refreshes its snapshot
+        replace=False,  # a rerun (a backfill weeks later) keeps the snapshot taken that day
         outlets=[landed("asset")],
     )

@@ -37,5 +37,6 @@ with DAG(
             request_id=submit.output,
             s3_bucket=S3_BUCKET,
             s3_key="echo360/{report}/dt={start}/",
+            replace=True,  # a rerun of the window lands its new request in place of the old
             outlets=[landed(report)],
         )

@@ -50,4 +50,5 @@ with DAG(
         task_id="transfer",
         s3_bucket=S3_BUCKET,
         s3_key="echo360/{report}/dt={start}/",
+        replace=True,  # a rerun of the window lands its new request in place of the old
     ).expand(request_id=submitted.output)

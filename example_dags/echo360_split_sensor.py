@@ -34,6 +34,7 @@ with DAG(
         request_id=submit.output,
         s3_bucket=S3_BUCKET,
         s3_key="echo360/videoview/dt={start}/",
+        replace=True,  # a rerun of the window lands its new request in place of the old
         outlets=[landed("videoview")],
     )
     submit >> ready >> transfer

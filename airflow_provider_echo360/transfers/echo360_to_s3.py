@@ -6,6 +6,7 @@ import io
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,9 @@ MIN_PART_SIZE = 5 * MIB
 #: Every upload request (each part of a multipart upload) carries a CRC32 of its body, which S3 checks
 #: on receipt and keeps with the object. Without one, S3 computes a full-object CRC64 itself at completion.
 PART_CHECKSUM = "CRC32"
+#: User metadata on each object: the request it was written from, and that request's asset.
+META_REQUEST_ID = "echo360-request-id"
+META_ASSET = "echo360-asset"
 
 
 class Echo360ReportNotReadyError(Echo360Error):
@@ -53,20 +57,28 @@ class TransferReportToS3Operator(BaseOperator):
     upload is left; an upload that a killed attempt (``kill -9``: no cleanup ran) left open is
     aborted by the next attempt. A signed URL that expired is replaced by a fresh one from the API.
 
-    The S3 objects are declared as an Airflow asset (``s3://<bucket>/<static part of the key>``)
-    when the bucket and the start of the key are not templated, so downstream DAGs can be
-    scheduled on them; the keys written go in the asset event's ``extra``.
+    The objects carry the request and asset they came from as user metadata (``echo360-request-id``,
+    ``echo360-asset``). They are declared as an Airflow asset (``s3://<bucket>/<static part of the
+    key>``) when the bucket and the start of the key are not templated, so downstream DAGs can be
+    scheduled on them; the asset event's ``extra`` names the report, the window (``start``, ``end``),
+    the request and each object of the window (``uri``, ``size``).
 
     :param request_id: the Echo360 request whose report to copy. Templated.
     :param s3_bucket: the destination bucket. Templated.
-    :param s3_key: the destination key. ``{report}``, ``{start}``, ``{end}`` and ``{request_id}`` are
-        filled in from the request (``echo360/{report}/dt={start}/``). A key ending in ``/``
-        receives each asset under its own file name; otherwise, when there are several assets, a
-        part number goes before the extension (``report.csv.gz`` → ``report-001.csv.gz``, ...).
-        Templated.
+    :param s3_key: the destination key. ``{report}``, ``{start}`` and ``{end}`` are filled in from the
+        request (``echo360/{report}/dt={start}/``). A key ending in ``/`` is a folder: asset ``n`` of
+        the window goes to ``<report>_<start>_<end>_<n>`` (``<report>_<n>`` for a report without
+        dates) with the asset's extension, e.g. ``videoview_2024-01-01_2024-01-02_001.csv.gz``.
+        Otherwise the key itself holds a single asset, and several are numbered before the extension
+        (``report.csv.gz`` → ``report-001.csv.gz``, ...). Names never depend on the request, so a
+        rerun of the window writes the same keys. Templated.
     :param aws_conn_id: the Amazon connection.
     :param echo360_conn_id: the ``echo360`` connection. Templated.
-    :param replace: overwrite existing objects (``False``: leave them alone and say so).
+    :param replace: what a rerun does to a window that already holds objects of another request (an
+        earlier run, a file put there by hand). ``False``: leave them as they are and write nothing.
+        ``True``: write this request's objects over them, one by one (each write replaces its key at
+        once), then delete the window's objects it did not write (an earlier request had more assets).
+        Either way, objects this very request already wrote (a retried task) are not written again.
     :param decompress: store plain CSV (and drop ``.gz`` from file names) instead of the bytes as served.
     :param encrypt: server-side encryption with S3-managed keys (SSE-S3).
     :param sse_kms_key_id: server-side encryption with this KMS key (SSE-KMS).
@@ -111,6 +123,8 @@ class TransferReportToS3Operator(BaseOperator):
         self.part_size = max(part_size, MIN_PART_SIZE)
         self.upload_concurrency = max(1, upload_concurrency)
         self.attempts = max(1, attempts)
+        #: the request and the keys of its objects, once ``execute`` is over (for OpenLineage)
+        self._lineage: tuple[ReportRequest, list[str]] | None = None
 
     @cached_property
     def echo360(self) -> Echo360Hook:
@@ -128,21 +142,81 @@ class TransferReportToS3Operator(BaseOperator):
         self._check_inputs()
         request = self._available_request()
         urls = request.signed_assets
-        base_key = fill_placeholders(self.s3_key, request)
-        written = []
-        for index, url in enumerate(urls):
-            key = object_key(base_key, asset_file_name(url), index, len(urls), decompress=self.decompress)
-            if not self.replace and self.s3.check_for_key(key, self.s3_bucket):
-                self.log.info("s3://%s/%s exists and replace=False: left as it is.", self.s3_bucket, key)
-                continue
-            size = self._copy_asset(index, url, key)
-            self.log.info("Wrote s3://%s/%s (%d bytes).", self.s3_bucket, key, size)
-            written.append(f"s3://{self.s3_bucket}/{key}")
+        names = [asset_file_name(url) for url in urls]
+        window = WindowObjects.of(fill_placeholders(self.s3_key, request), request, names, self.decompress)
+        present = self._present(window)
+        landed: dict[str, int] = {}  # the window's objects from this request, key -> size
+        if self.replace or present.keep_for(request.request_id) is None:
+            for index, (url, name, key) in enumerate(zip(urls, names, window.keys, strict=True)):
+                landed[key] = self._land(index, url, name, key, request.request_id, present)
+            self._remove_leftovers(window, present)
+        else:
+            self.log.info(
+                "The window already holds objects of request %s (%s) and replace=False: left as they are.",
+                present.keep_for(request.request_id),
+                ", ".join(sorted(present.sizes)),
+            )
+        self._lineage = (request, list(landed))
+        extra = asset_extra(request, self.s3_bucket, landed)
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
-                extra: dict[str, Any] = {"request_id": self.request_id, "objects": written}
                 context["outlet_events"][outlet].extra = extra
-        return written
+        return [f"s3://{self.s3_bucket}/{key}" for key in landed]
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the report of the window in (namespace: the institution's base URL), each S3
+        object of the window out, as Airflow's own transfer operators report theirs.
+
+        The OpenLineage provider is optional: imported here, called only where it is installed.
+        """
+        from airflow.providers.common.compat.openlineage.facet import Dataset
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        if self._lineage is None:
+            return OperatorLineage()
+        request, keys = self._lineage
+        report = Dataset(namespace=self.echo360.settings.base_url, name=window_stem(request))
+        objects = [Dataset(namespace=f"s3://{self.s3_bucket}", name=key) for key in keys]
+        return OperatorLineage(inputs=[report], outputs=objects)
+
+    def _present(self, window: WindowObjects) -> PresentObjects:
+        """The objects of the window in S3 now: their sizes, and the request each was written from."""
+        client = self.s3.get_conn()
+        sizes: dict[str, int] = {}
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.s3_bucket, Prefix=window.prefix
+        ):
+            sizes |= {
+                item["Key"]: item["Size"] for item in page.get("Contents", []) if window.holds(item["Key"])
+            }
+        requests = {
+            key: client.head_object(Bucket=self.s3_bucket, Key=key).get("Metadata", {}).get(META_REQUEST_ID)
+            for key in sizes
+        }
+        return PresentObjects(sizes, requests)
+
+    def _land(
+        self, index: int, url: str, name: str, key: str, request_id: str, present: PresentObjects
+    ) -> int:
+        """Copy asset ``index`` to ``key`` unless this request's copy is there (an earlier try); its size."""
+        if present.requests.get(key) == request_id:
+            self.log.info("s3://%s/%s already holds asset %s of this request.", self.s3_bucket, key, name)
+            return present.sizes[key]
+        metadata = {META_REQUEST_ID: request_id, META_ASSET: name}
+        size = self._copy_asset(index, url, key, metadata)
+        self.log.info("Wrote s3://%s/%s (%d bytes) from asset %s.", self.s3_bucket, key, size, name)
+        return size
+
+    def _remove_leftovers(self, window: WindowObjects, present: PresentObjects) -> None:
+        """Delete the window's objects this request did not write (an earlier request had more assets),
+        once every object of this request is complete: readers never find the window without a copy."""
+        leftovers = sorted(set(present.sizes) - set(window.keys))
+        if not leftovers:
+            return
+        client = self.s3.get_conn()
+        for key in leftovers:  # one by one: stores that want a Content-MD5 refuse botocore's DeleteObjects
+            client.delete_object(Bucket=self.s3_bucket, Key=key)
+        self.log.info("Deleted %d object(s) left by an earlier request: %s", len(leftovers), leftovers)
 
     def _check_inputs(self) -> None:
         check_request_id(self.request_id)
@@ -166,7 +240,7 @@ class TransferReportToS3Operator(BaseOperator):
             raise Echo360Error(f"Echo360 request {self.request_id} is Available but lists no signed assets.")
         return request
 
-    def _copy_asset(self, index: int, url: str, key: str) -> int:
+    def _copy_asset(self, index: int, url: str, key: str, metadata: dict[str, str]) -> int:
         """Copy asset ``index`` to ``key``, starting over (with a fresh URL when needed) on failure."""
         urls = [url]
 
@@ -176,7 +250,7 @@ class TransferReportToS3Operator(BaseOperator):
                     chunks = checked_chunks(
                         stream.chunks(), gzip=stream.name.endswith(".gz"), inflate=self.decompress
                     )
-                    return self._upload(key, chunks)
+                    return self._upload(key, chunks, metadata)
             except Echo360AssetUrlExpiredError:
                 self.log.warning("The signed URL of asset %d expired; asking Echo360 for a fresh one.", index)
                 urls.append(self._available_request().signed_assets[index])
@@ -195,11 +269,11 @@ class TransferReportToS3Operator(BaseOperator):
         )
         return int(retrying(attempt))
 
-    def _upload(self, key: str, chunks: Iterable[bytes]) -> int:
+    def _upload(self, key: str, chunks: Iterable[bytes], metadata: dict[str, str] | None = None) -> int:
         # Imported here, as S3Hook is (see ``s3``).
         from boto3.s3.transfer import TransferConfig, create_transfer_manager
 
-        extra = {"ChecksumAlgorithm": PART_CHECKSUM}
+        extra: dict[str, Any] = {"ChecksumAlgorithm": PART_CHECKSUM, "Metadata": metadata or {}}
         if self.sse_kms_key_id:
             extra |= {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.sse_kms_key_id}
         elif self.encrypt:
@@ -334,28 +408,93 @@ def checked_chunks(chunks: Iterable[bytes], *, gzip: bool, inflate: bool) -> Ite
 
 
 def fill_placeholders(s3_key: str, request: ReportRequest) -> str:
-    """Fill ``{report}``, ``{start}``, ``{end}`` and ``{request_id}`` in from the request."""
+    """Fill ``{report}``, ``{start}`` and ``{end}`` in from the request (no request id: a rerun of the
+    window must land on the same keys)."""
     values = {
         "report": request.report_name,
         "start": request.parameters.get("start", ""),
         "end": request.parameters.get("end", ""),
-        "request_id": request.request_id,
     }
-    return re.sub(r"\{(report|start|end|request_id)\}", lambda match: values[match.group(1)], s3_key)
+    return re.sub(r"\{(report|start|end)\}", lambda match: values[match.group(1)], s3_key)
 
 
-def object_key(s3_key: str, asset_name: str, index: int, count: int, *, decompress: bool) -> str:
-    """The S3 key of asset ``index`` of ``count`` (see the ``s3_key`` parameter)."""
-    if decompress and asset_name.endswith(".gz"):
-        asset_name = asset_name[: -len(".gz")]
-    if s3_key.endswith("/"):
-        return f"{s3_key}{asset_name}"
-    if count == 1:
-        return s3_key
-    folder, _, name = s3_key.rpartition("/")
-    stem, dot, extensions = name.partition(".")
-    numbered = f"{stem}-{index + 1:03d}{dot}{extensions}"
-    return f"{folder}/{numbered}" if folder else numbered
+@dataclass(frozen=True)
+class WindowObjects:
+    """The S3 keys of one copy of a window's report, named after the report, the window and each asset's
+    index, never after the request: a rerun of the window writes the same keys (see ``s3_key``).
+
+    :param keys: the key of each asset, in the request's order.
+    :param prefix: a prefix under which every key of the window lies, whatever its number of assets.
+    :param pattern: matches exactly the keys any request of the window can get under ``prefix``.
+    """
+
+    keys: list[str]
+    prefix: str
+    pattern: re.Pattern[str]
+
+    @classmethod
+    def of(cls, s3_key: str, request: ReportRequest, names: Sequence[str], decompress: bool) -> WindowObjects:
+        if s3_key.endswith("/"):
+            return cls.named(s3_key + window_stem(request), names, decompress)
+        return cls.numbered(s3_key, len(names))
+
+    @classmethod
+    def named(cls, stem: str, names: Sequence[str], decompress: bool) -> WindowObjects:
+        """``<stem>_001.csv.gz``, ``<stem>_002.csv.gz``, ... with the extensions of the assets."""
+        keys = [f"{stem}_{index:03d}{extension(name, decompress)}" for index, name in enumerate(names, 1)]
+        return cls(keys, f"{stem}_", re.compile(re.escape(stem) + r"_\d{3}(\.[^/]+)?"))
+
+    @classmethod
+    def numbered(cls, s3_key: str, count: int) -> WindowObjects:
+        """The key itself for one asset; ``report-001.csv.gz``, ... for ``report.csv.gz`` and several."""
+        folder, slash, name = s3_key.rpartition("/")
+        stem, dot, extensions = name.partition(".")
+        base, suffix = f"{folder}{slash}{stem}", f"{dot}{extensions}"
+        keys = [s3_key] if count == 1 else [f"{base}-{index:03d}{suffix}" for index in range(1, count + 1)]
+        return cls(keys, base, re.compile(re.escape(base) + r"(-\d{3})?" + re.escape(suffix)))
+
+    def holds(self, key: str) -> bool:
+        return self.pattern.fullmatch(key) is not None
+
+
+@dataclass(frozen=True)
+class PresentObjects:
+    """A window's objects found in S3 before a transfer.
+
+    :param sizes: key -> size.
+    :param requests: key -> the request it was written from (``None``: not written by this operator).
+    """
+
+    sizes: dict[str, int]
+    requests: dict[str, str | None]
+
+    def keep_for(self, request_id: str) -> str | None:
+        """What ``replace=False`` keeps: the request (or ``"unknown"``) of a copy from another request."""
+        others = {found or "unknown" for found in self.requests.values()} - {request_id}
+        return ", ".join(sorted(others)) or None
+
+
+def window_stem(request: ReportRequest) -> str:
+    """``<report>_<start>_<end>``, or ``<report>`` for a report without dates (``asset``)."""
+    dates = [request.parameters.get(name) for name in ("start", "end")]
+    return "_".join([request.report_name, *(str(date) for date in dates if date)])
+
+
+def extension(asset_name: str, decompress: bool) -> str:
+    """``.csv.gz`` of ``<id>_2.csv.gz`` (``.csv`` when the operator stores it inflated)."""
+    ext = "." + asset_name.partition(".")[2] if "." in asset_name else ""
+    return ext.removesuffix(".gz") if decompress else ext
+
+
+def asset_extra(request: ReportRequest, bucket: str, landed: dict[str, int]) -> dict[str, Any]:
+    """The asset event's ``extra``: the report, its window, the request and each object with its size."""
+    return {
+        "report": request.report_name,
+        "start": request.parameters.get("start"),
+        "end": request.parameters.get("end"),
+        "request_id": request.request_id,
+        "objects": [{"uri": f"s3://{bucket}/{key}", "size": size} for key, size in landed.items()],
+    }
 
 
 def static_asset(s3_bucket: str, s3_key: str) -> Asset | None:

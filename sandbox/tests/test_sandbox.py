@@ -61,6 +61,17 @@ class Api:
             time.sleep(0.1)
 
 
+def test_expiring_the_requests_ends_the_available_ones_only(api: Api, sb: SandboxProcess) -> None:
+    ready = api.submit_ok("videoview")
+    time.sleep(1.05)  # the session sandbox processes for 1 s
+    pending = api.submit_ok("pollingv2")
+
+    assert sb.expire_requests() == 1
+
+    assert api.detail(ready)["status"] == "Expired"
+    assert api.detail(pending)["status"] == "Pending"
+
+
 def recent_window(days: int = 7, ago: int = 3) -> dict[str, str]:
     end = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=ago)
     return {"start": (end - dt.timedelta(days=days)).isoformat(), "end": end.isoformat()}

@@ -184,9 +184,8 @@ def test_submit_wait_transfer(dialect):
             echo360_conn_id="echo360_contract",
         ).execute({"outlet_events": outlet_events})
         assert len(written) == 1
-        name = written[0].rsplit("/", 1)[1]
-        landed = client.get_object(Bucket=BUCKET, Key=f"{prefix}{name}")["Body"].read()
-        assert landed == sandbox.asset_bytes(request_id, name)
+        landed = client.get_object(Bucket=BUCKET, Key=written[0].removeprefix(f"s3://{BUCKET}/"))
+        assert landed["Body"].read() == sandbox.asset_bytes(request_id, landed["Metadata"]["echo360-asset"])
     # A second run of the same window adopts the finished request: no new submission.
     again = submit_operator("videoview", 1, delimiter="\t").execute({"ti": mock.MagicMock()})
     assert again == request_id

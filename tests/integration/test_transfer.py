@@ -24,7 +24,6 @@ from airflow_provider_echo360.transfers.echo360_to_s3 import (
     checked_chunks,
 )
 from devtools.moto_server import MotoServer
-from devtools.sandbox import SandboxProcess
 
 pytestmark = pytest.mark.integration
 BUCKET = "landing"
@@ -32,22 +31,10 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def s3():
-    with MotoServer() as server:
-        server.client().create_bucket(Bucket=BUCKET)
-        yield server
-
-
-@pytest.fixture(scope="module")
-def started(s3):
-    """One sandbox for the module (reports ready at once, small assets) and the two connections."""
-    with (
-        SandboxProcess(processing_seconds=0, rows_per_day=40, rate_limit=0) as sandbox,
-        pytest.MonkeyPatch.context() as mp,
-    ):
-        mp.setenv("AIRFLOW_CONN_AWS_IT", s3.airflow_connection())
-        mp.setenv("AIRFLOW_CONN_ECHO360_IT", sandbox.airflow_connection(extra={"backoff_seconds": 0.05}))
-        yield SimpleNamespace(sandbox=sandbox, s3=s3, client=s3.client(), hook=Echo360Hook("echo360_it"))
+def started(transfer_setup):
+    """One S3 server and one sandbox (small assets) for the module, and the two connections."""
+    with MotoServer() as s3, transfer_setup(s3, "it", BUCKET, rows_per_day=40) as setup:
+        yield setup
 
 
 @pytest.fixture
@@ -65,8 +52,8 @@ def ready_request(hook: Echo360Hook, report: str, params=None, **output) -> str:
     raise AssertionError("never ready")
 
 
-def transfer(request_id: str, key: str, **kwargs) -> list[str]:
-    op = TransferReportToS3Operator(
+def transfer_operator(request_id: str, key: str, **kwargs) -> TransferReportToS3Operator:
+    return TransferReportToS3Operator(
         task_id="transfer",
         request_id=request_id,
         s3_bucket=BUCKET,
@@ -76,9 +63,15 @@ def transfer(request_id: str, key: str, **kwargs) -> list[str]:
         part_size=5 * 1024 * 1024,
         **kwargs,
     )
+
+
+def transfer(request_id: str, key: str, **kwargs) -> list[str]:
+    op = transfer_operator(request_id, key, **kwargs)
     outlet_events = defaultdict(SimpleNamespace)
     written = op.execute({"outlet_events": outlet_events})
-    assert all(event.extra["objects"] == written for event in outlet_events.values())
+    for event in outlet_events.values():
+        assert [obj["uri"] for obj in event.extra["objects"]] == written
+        assert event.extra["request_id"] == request_id
     return written
 
 
@@ -110,6 +103,17 @@ def s3_bytes(client, uri: str) -> bytes:
     return client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
 
+def source_asset(client, uri: str) -> str:
+    """The sandbox's name of the asset an object was written from (the object's metadata)."""
+    key = uri.removeprefix(f"s3://{BUCKET}/")
+    return client.head_object(Bucket=BUCKET, Key=key)["Metadata"]["echo360-asset"]
+
+
+def assert_served(env, request_id: str, uri: str) -> None:
+    """The object holds the bytes the sandbox served for its asset."""
+    assert s3_bytes(env.client, uri) == env.sandbox.asset_bytes(request_id, source_asset(env.client, uri))
+
+
 def open_uploads(client) -> list:
     return client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
 
@@ -125,18 +129,20 @@ def test_every_report_lands_byte_identical(env):
         params = None if report == "asset" else WINDOW
         request_id = ready_request(env.hook, report, params, compression=compression, delimiter=delimiter)
         (uri,) = transfer(request_id, "echo360/{report}/dt={start}/")
-        name = uri.rsplit("/", 1)[1]
-        assert uri == f"s3://{BUCKET}/echo360/{report}/dt={WINDOW['start'] if params else ''}/{name}"
-        assert s3_bytes(env.client, uri) == env.sandbox.asset_bytes(request_id, name)
-        assert name.endswith(".csv.gz") == compression
+        stem = f"{report}_{WINDOW['start']}_{WINDOW['end']}" if params else report
+        suffix = ".csv.gz" if compression else ".csv"
+        assert (
+            uri == f"s3://{BUCKET}/echo360/{report}/dt={WINDOW['start'] if params else ''}/{stem}_001{suffix}"
+        )
+        assert_served(env, request_id, uri)
 
 
 @pytest.mark.parametrize(("delimiter", "compression"), SETTINGS)
 def test_each_delimiter_and_compression_lands_byte_identical(env, delimiter, compression):
     request_id = ready_request(env.hook, "videoview", WINDOW, compression=compression, delimiter=delimiter)
     (uri,) = transfer(request_id, f"settings/{ord(delimiter)}-{compression}/")
-    served = env.sandbox.asset_bytes(request_id, uri.rsplit("/", 1)[1])
-    assert s3_bytes(env.client, uri) == served
+    assert_served(env, request_id, uri)
+    served = s3_bytes(env.client, uri)
     header = (gzip.decompress(served) if compression else served).split(b"\n", 1)[0].decode()
     assert header.split(delimiter)[0] == '"videoId"'
 
@@ -146,7 +152,7 @@ def test_objects_carry_the_crc32_s3_checked_on_every_request(env):
     (uri,) = transfer(request_id, "checksum/")  # smaller than a part: one PutObject
     key = uri.removeprefix(f"s3://{BUCKET}/")
     head = env.client.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
-    served = env.sandbox.asset_bytes(request_id, key.rsplit("/", 1)[1])
+    served = env.sandbox.asset_bytes(request_id, source_asset(env.client, uri))
     assert head["ChecksumCRC32"] == crc32(served)
 
     data = os.urandom(12 * MIB)  # three parts of 5, 5 and 2 MiB
@@ -160,7 +166,7 @@ def test_decompress_stores_plain_csv(env):
     request_id = ready_request(env.hook, "notes", WINDOW)
     (uri,) = transfer(request_id, "plain/", decompress=True)
     assert uri.endswith(".csv")
-    served = env.sandbox.asset_bytes(request_id, uri.rsplit("/", 1)[1] + ".gz")
+    served = env.sandbox.asset_bytes(request_id, source_asset(env.client, uri))
     assert s3_bytes(env.client, uri) == gzip.decompress(served)
 
 
@@ -169,12 +175,13 @@ def test_several_assets_are_named_apart(env):
     request_id = ready_request(env.hook, "pollingv2", {"start": "2024-03-01", "end": "2024-03-03"})
     names = env.hook.get_request(request_id).assets
     assert len(names) == 3  # 80 rows, 30 a file
-    own_names = transfer(request_id, "multi/own/")
-    assert [u.rsplit("/", 1)[1] for u in own_names] == list(names)
+    stem = f"s3://{BUCKET}/multi/own/pollingv2_2024-03-01_2024-03-03"
+    assert transfer(request_id, "multi/own/") == [f"{stem}_00{i}.csv.gz" for i in (1, 2, 3)]
     numbered = transfer(request_id, "multi/report.csv.gz")
     assert numbered == [f"s3://{BUCKET}/multi/report-00{i}.csv.gz" for i in (1, 2, 3)]
     for uri, name in zip(numbered, names, strict=True):
-        assert s3_bytes(env.client, uri) == env.sandbox.asset_bytes(request_id, name)
+        assert source_asset(env.client, uri) == name
+        assert_served(env, request_id, uri)
 
 
 def test_replace_off_leaves_objects_alone_and_on_overwrites(env):
@@ -186,6 +193,56 @@ def test_replace_off_leaves_objects_alone_and_on_overwrites(env):
         f"s3://{BUCKET}/replace/report.csv.gz"
     ]
     assert s3_bytes(env.client, f"s3://{BUCKET}/replace/report.csv.gz") != b"older"
+
+
+def rerun_transfer(request_id: str, key: str, **kwargs) -> tuple[list[str], list[str]]:
+    """``transfer()``, also giving the S3 calls it made that write or delete (``PutObject Key``...)."""
+    op = transfer_operator(request_id, key, **kwargs)
+    calls: list[str] = []
+    writes = {"PutObject", "CompleteMultipartUpload", "DeleteObject"}
+
+    def record(model, params, **_):
+        if model.name in writes:
+            calls.append(f"{model.name} {params['Key']}")
+
+    op.s3.get_conn().meta.events.register("before-parameter-build.s3.*", record)
+    return op.execute({"outlet_events": defaultdict(SimpleNamespace)}), calls
+
+
+def window_keys(client, prefix: str) -> list[str]:
+    return [item["Key"] for item in client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
+
+
+def test_a_rerun_with_fewer_assets_replaces_the_window_and_then_removes_the_leftovers(env):
+    window = {"start": "2024-03-01", "end": "2024-03-03"}
+    env.sandbox.set_config(max_rows_per_asset=30)
+    first = ready_request(env.hook, "pollingv2", window)
+    stem = "rerun/pollingv2_2024-03-01_2024-03-03"
+    assert len(transfer(first, "rerun/")) == 3  # 80 rows, 30 a file
+    env.sandbox.set_config(max_rows_per_asset=1000)
+    second = ready_request(env.hook, "pollingv2", window)
+    written, calls = rerun_transfer(second, "rerun/", replace=True)
+    assert written == [f"s3://{BUCKET}/{stem}_001.csv.gz"]
+    # The new object first (it replaces its key at once), then the leftovers, one by one.
+    assert calls == [
+        f"PutObject {stem}_001.csv.gz",
+        f"DeleteObject {stem}_002.csv.gz",
+        f"DeleteObject {stem}_003.csv.gz",
+    ]
+    assert window_keys(env.client, "rerun/") == [f"{stem}_001.csv.gz"]
+    assert_served(env, second, written[0])
+    assert source_asset(env.client, written[0]) == f"{second}.csv.gz"
+
+
+def test_replace_off_keeps_another_requests_copy_and_a_retry_writes_nothing_twice(env):
+    first = ready_request(env.hook, "viewsessions", WINDOW)
+    (uri,) = transfer(first, "keep/")
+    again, calls = rerun_transfer(first, "keep/", replace=True)  # a retried task, same request
+    assert (again, calls) == ([uri], [])
+    second = ready_request(env.hook, "viewsessions", WINDOW)
+    kept, calls = rerun_transfer(second, "keep/")
+    assert (kept, calls) == ([], [])
+    assert source_asset(env.client, uri) == f"{first}.csv.gz"
 
 
 def test_server_side_encryption_passes_through(env):
@@ -214,7 +271,7 @@ def test_expired_signed_url_is_renewed(env):
     before = env.sandbox.stats()["calls"].get("GET /request/{requestId}", 0)
     env.sandbox.set_faults(fault_rate=1.0, faults=["expired-url"], fault_targets=["download"], fault_budget=1)
     (uri,) = transfer(request_id, "renewed/")
-    assert s3_bytes(env.client, uri) == env.sandbox.asset_bytes(request_id, uri.rsplit("/", 1)[1])
+    assert_served(env, request_id, uri)
     stats = env.sandbox.stats()
     assert stats["faults"]["expired-url"] == 1
     assert stats["calls"]["GET /request/{requestId}"] - before == 2  # first look, then the fresh URL
@@ -248,7 +305,7 @@ def test_a_download_dropped_before_its_first_byte_is_started_over(env, monkeypat
         aws_conn_id="aws_it",
         echo360_conn_id="echo360_no_retries",
     ).execute({"outlet_events": defaultdict(SimpleNamespace)})
-    assert s3_bytes(env.client, uri) == env.sandbox.asset_bytes(request_id, uri.rsplit("/", 1)[1])
+    assert_served(env, request_id, uri)
     assert env.sandbox.stats()["faults"]["drop"] == 1
 
 

@@ -7,11 +7,14 @@ import os
 import pytest
 
 from airflow_provider_echo360.exceptions import Echo360DownloadError
+from airflow_provider_echo360.hooks.model import ReportRequest
 from airflow_provider_echo360.transfers.echo360_to_s3 import (
     ChunkReader,
+    PresentObjects,
+    WindowObjects,
     abort_orphan_uploads,
+    asset_extra,
     checked_chunks,
-    object_key,
     static_asset,
 )
 
@@ -77,25 +80,100 @@ def test_corrupt_gzip_crc_is_refused():
         b"".join(checked_chunks([bytes(packed)], gzip=True, inflate=False))
 
 
+DAY = ReportRequest("r1", "Available", "videoview", {"start": "2024-01-01", "end": "2024-01-02"})
+SNAPSHOT = ReportRequest("r2", "Available", "asset", {})
+
+
 @pytest.mark.parametrize(
-    ("key", "name", "index", "count", "decompress", "expected"),
+    ("key", "request_", "names", "decompress", "expected"),
     [
         (
-            "echo360/videoview/dt=2024-01-01/",
-            "abc.csv.gz",
-            0,
-            1,
+            "e/v/dt=2024-01-01/",
+            DAY,
+            ["r1.csv.gz"],
             False,
-            "echo360/videoview/dt=2024-01-01/abc.csv.gz",
+            ["e/v/dt=2024-01-01/videoview_2024-01-01_2024-01-02_001.csv.gz"],
         ),
-        ("echo360/v/", "abc.csv.gz", 0, 1, True, "echo360/v/abc.csv"),
-        ("out/report.csv.gz", "abc_1.csv.gz", 0, 1, False, "out/report.csv.gz"),
-        ("out/report.csv.gz", "abc_2.csv.gz", 1, 3, False, "out/report-002.csv.gz"),
-        ("report.tsv", "abc_1.csv", 0, 2, False, "report-001.tsv"),
+        (
+            "e/",
+            DAY,
+            ["r1_1.csv.gz", "r1_2.csv.gz"],
+            True,
+            ["e/videoview_2024-01-01_2024-01-02_001.csv", "e/videoview_2024-01-01_2024-01-02_002.csv"],
+        ),
+        ("e/asset/", SNAPSHOT, ["r2.tsv"], False, ["e/asset/asset_001.tsv"]),
+        ("e/", SNAPSHOT, ["r2"], False, ["e/asset_001"]),
+        ("out/report.csv.gz", DAY, ["r1_1.csv.gz"], False, ["out/report.csv.gz"]),
+        (
+            "out/report.csv.gz",
+            DAY,
+            ["a", "b", "c"],
+            False,
+            ["out/report-001.csv.gz", "out/report-002.csv.gz", "out/report-003.csv.gz"],
+        ),
+        ("report.tsv", DAY, ["a", "b"], False, ["report-001.tsv", "report-002.tsv"]),
     ],
 )
-def test_object_keys(key, name, index, count, decompress, expected):
-    assert object_key(key, name, index, count, decompress=decompress) == expected
+def test_keys_depend_on_the_report_window_and_asset_index_only(key, request_, names, decompress, expected):
+    window = WindowObjects.of(key, request_, names, decompress)
+    assert window.keys == expected
+    assert all(k.startswith(window.prefix) and window.holds(k) for k in expected)
+    other_request = ReportRequest("r9", "Available", request_.report_name, request_.parameters)
+    assert WindowObjects.of(key, other_request, names, decompress).keys == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "request_", "names", "theirs", "not_theirs"),
+    [
+        (
+            "e/",
+            DAY,
+            ["a.csv.gz"],
+            ["e/videoview_2024-01-01_2024-01-02_007.csv.gz", "e/videoview_2024-01-01_2024-01-02_002.csv"],
+            [
+                "e/videoview_2024-01-01_2024-01-08_001.csv.gz",
+                "e/videoview_2024-01-01_2024-01-02_001/x",
+                "e/r1.csv.gz",
+            ],
+        ),
+        (
+            "e/",
+            SNAPSHOT,
+            ["a.csv.gz"],
+            ["e/asset_002.csv.gz"],
+            ["e/assetbydate_2024-01-01_2024-01-02_001.csv.gz"],
+        ),
+        (
+            "o/report.csv.gz",
+            DAY,
+            ["a"],
+            ["o/report-004.csv.gz", "o/report.csv.gz"],
+            ["o/report-1.csv.gz", "o/report.csv"],
+        ),
+    ],
+)
+def test_a_window_owns_the_keys_of_any_request_for_it_and_no_other(key, request_, names, theirs, not_theirs):
+    window = WindowObjects.of(key, request_, names, decompress=False)
+    assert [k for k in theirs if k.startswith(window.prefix) and window.holds(k)] == theirs
+    assert [k for k in not_theirs if k.startswith(window.prefix) and window.holds(k)] == []
+
+
+def test_replace_off_keeps_a_copy_of_another_request_only():
+    assert PresentObjects({}, {}).keep_for("r1") is None
+    assert PresentObjects({"k": 1}, {"k": "r1"}).keep_for("r1") is None  # a retry completes its own copy
+    assert PresentObjects({"k": 1, "l": 2}, {"k": "r1", "l": "r0"}).keep_for("r1") == "r0"
+    assert PresentObjects({"k": 1}, {"k": None}).keep_for("r1") == "unknown"  # put there by hand
+
+
+def test_the_asset_event_names_the_report_window_request_and_objects():
+    assert asset_extra(DAY, "b", {"k/1.csv.gz": 10, "k/2.csv.gz": 0}) == {
+        "report": "videoview",
+        "start": "2024-01-01",
+        "end": "2024-01-02",
+        "request_id": "r1",
+        "objects": [{"uri": "s3://b/k/1.csv.gz", "size": 10}, {"uri": "s3://b/k/2.csv.gz", "size": 0}],
+    }
+    assert asset_extra(SNAPSHOT, "b", {})["start"] is None
 
 
 def test_static_asset_keeps_the_folders_known_before_templates():
@@ -104,13 +182,11 @@ def test_static_asset_keeps_the_folders_known_before_templates():
     assert static_asset("{{ var.value.bucket }}", "x/") is None
 
 
-def test_placeholders_come_from_the_request():
-    from airflow_provider_echo360.hooks.model import ReportRequest
+def test_placeholders_come_from_the_request_but_never_its_id():
     from airflow_provider_echo360.transfers.echo360_to_s3 import fill_placeholders
 
-    request = ReportRequest("r1", "Available", "videoview", {"start": "2024-01-01", "end": "2024-01-08"})
-    assert fill_placeholders("echo360/{report}/dt={start}/{end}/{request_id}/{other}", request) == (
-        "echo360/videoview/dt=2024-01-01/2024-01-08/r1/{other}"
+    assert fill_placeholders("echo360/{report}/dt={start}/{end}/{request_id}/{other}", DAY) == (
+        "echo360/videoview/dt=2024-01-01/2024-01-02/{request_id}/{other}"
     )
 
 

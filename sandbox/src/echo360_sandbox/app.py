@@ -916,6 +916,11 @@ def _control_router(sandbox: Sandbox) -> APIRouter:
         """Expire every access token issued so far."""
         return {"expired": state.expire_tokens(time.time())}
 
+    @router.post("/requests/expire")
+    async def expire_requests() -> dict[str, int]:
+        """Expire every ``Available`` request, as the retention does 14 days after submission."""
+        return {"expired": state.expire_available(time.time())}
+
     def _found(request_id: str) -> ReportRequest:
         found = state.get(request_id)
         if found is None:

@@ -90,6 +90,10 @@ class SandboxClient:
         """Expire every access token issued so far; how many there were."""
         return int(self._control("POST", "/tokens/expire")["expired"])
 
+    def expire_requests(self) -> int:
+        """Expire every ``Available`` request (as the retention does after 14 days); how many there were."""
+        return int(self._control("POST", "/requests/expire")["expired"])
+
     def set_status(self, request_id: str, status: str) -> dict[str, Any]:
         """Force a request's status (``Available``, ``Failed``, ``Missing``, ``Expired``, ``Pending``)."""
         return dict(self._control("POST", f"/requests/{request_id}/status", {"status": status}))

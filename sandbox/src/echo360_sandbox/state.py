@@ -291,6 +291,14 @@ class SandboxState:
                 self._note_in_flight(now)
             return request
 
+    def expire_available(self, now: float) -> int:
+        """Make every ``Available`` request ``Expired``, as 14 days later; how many there were."""
+        with self.lock:
+            available = [r for r in self.requests.values() if self.status(r, now) == "Available"]
+            for request in available:
+                request.forced_status = "Expired"
+            return len(available)
+
     # --- tokens -----------------------------------------------------------------------------
 
     def issue_token(self, now: float, client_id: str) -> tuple[str, str]:

@@ -49,23 +49,27 @@ _CONNECTION_TYPE = {
     "hook-class-name": "airflow_provider_echo360.hooks.echo360.Echo360Hook",
     "hook-name": "Echo360",
     "ui-field-behaviour": {
-        "hidden-fields": ["schema", "port"],
+        # The port stays: Airflow 3.3's Test button sends port 0 for a connection stored without one,
+        # and then refuses to test with the stored secret ("host or port ... differs").
+        "hidden-fields": ["schema"],
         "relabeling": {
             "login": "Client ID",
             "password": "Client secret",
             "host": "Base URL (optional: overrides the region)",
+            "port": "Port (443 for https; the Test button needs it)",
         },
         "placeholders": {
             "login": "the API client id an Echo360 admin created",
             "password": "the API client secret",
             "host": "https://echo360.org, or http://127.0.0.1:8360 for the sandbox",
+            "port": "443, or 8360 for the sandbox",
         },
     },
     "conn-fields": {
         "region": {
             "label": "Region",
             "description": "Region of the institution (us, uk, au, ca); used when no base URL is given.",
-            "schema": {"type": ["string", "null"], "enum": ["us", "uk", "au", "ca", None], "default": "us"},
+            "schema": {"type": "string", "enum": ["us", "uk", "au", "ca"], "default": "us"},
         },
         "calls_per_minute": {
             "label": "Calls per minute",

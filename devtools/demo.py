@@ -16,7 +16,6 @@ from devtools.environment import BUCKET, DAILY_DAG, Echo360Environment
 from devtools.processes import ProcessError, sigterm_interrupts
 
 STARTUP_TIMEOUT = 240  # seconds for the sandbox, S3 and Airflow to come up
-BACKFILL_TIMEOUT = 480  # seconds for the backfill's runs to be over
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=5, help="days to backfill (ending 3 days ago)")
     parser.add_argument("--keep-running", action="store_true", help="leave everything up with the UI open")
     parser.add_argument("--port", type=int, default=8080, help="Airflow UI port with --keep-running")
+    parser.add_argument(
+        "--backfill-timeout", type=float, default=480, help="seconds the backfill may take (default 480)"
+    )
     options = parser.parse_args(argv)
     started = time.monotonic()
     try:
@@ -58,7 +60,7 @@ def run(options: argparse.Namespace) -> bool:
         )
         backfill_id = env.backfill_daily(options.days)
         say(f"Backfill {backfill_id} of {DAILY_DAG}: {options.days} days x {len(env.reports)} reports ...")
-        runs = env.wait_for_backfill(options.days, timeout=BACKFILL_TIMEOUT)
+        runs = env.wait_for_backfill(options.days, timeout=options.backfill_timeout)
         states = sorted(run["state"] for run in runs)
         print_landed(env)
         stats = env.sandbox.stats()

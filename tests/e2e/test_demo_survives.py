@@ -146,6 +146,17 @@ def test_a_dead_sandbox_ends_the_demo_within_a_minute_naming_it_and_stopping_eve
     assert still_running(started) == set()
 
 
+def test_a_backfill_past_its_deadline_ends_the_demo_listing_each_run_and_its_tasks() -> None:
+    run = demo("--backfill-timeout", "1")
+
+    assert run.finish(timeout=300) == 1
+    assert "FAILED: timed out after 1 s waiting for 2 terminal runs of echo360_daily_to_s3" in run.output
+    stuck = re.findall(r"^  (backfill__\S+): (\w+)$", run.output, re.MULTILINE)
+    assert len(stuck) == DAYS, run.output
+    for report in DEFAULT_REPORTS:  # the tasks of each run not over, with their states
+        assert re.search(rf"^    submit_{report}: \w+$", run.output, re.MULTILINE), run.output
+
+
 SMOKE_TEST = "tests/e2e/test_stack_smoke.py::test_backfill_of_deferring_task_in_one_slot_pool"
 # Airflow renames its processes (setproctitle): "airflow api_server -- host:...".
 COMPONENTS = (r"airflow[ _]api[-_]server", "airflow scheduler", "airflow triggerer", "airflow dag-processor")

@@ -18,9 +18,12 @@ from airflow.sdk.exceptions import AirflowRescheduleException
 
 from airflow_provider_echo360.exceptions import (
     Echo360ApiError,
+    Echo360AssetUrlExpiredError,
+    Echo360DownloadError,
     Echo360Error,
     Echo360RequestFailedError,
     Echo360SubmissionRefusedError,
+    Echo360TransientError,
     Echo360ValidationError,
     Echo360WaitError,
 )
@@ -52,6 +55,9 @@ REUSABLE_AGE = dt.timedelta(days=13)
 #: new run asks for.
 REUSE_DATED = REUSABLE_AGE
 REUSE_UNDATED = dt.timedelta(hours=12)
+#: Reads of an adoptable request's asset before its failure fails the task try (see ``_confirm_output``).
+CONFIRM_ATTEMPTS = 3
+UNREADABLE_FOR_NOW = (Echo360TransientError, Echo360DownloadError, Echo360AssetUrlExpiredError)
 
 Seconds = dt.timedelta | float
 
@@ -271,14 +277,27 @@ class SubmitReportOperator(BaseOperator):
         return request if self._confirm_output(request) else None
 
     def _confirm_output(self, request: ReportRequest) -> bool:
-        """Whether an ``Available`` request that does not show its output options has ours (by its bytes)."""
-        try:
-            found = self.hook.read_output_options(request.request_id)
-        except Echo360Error as error:  # its asset is gone or unreadable: a new request is the safe way
-            self.log.info(
-                "Not adopting request %s: its asset could not be read (%s).", request.request_id, error
-            )
-            return False
+        """Whether an ``Available`` request that does not show its output options has ours (by its bytes).
+
+        A read that fails for now (the network, a 5xx, a cut download, an expired signed URL) is tried
+        again with fresh URLs, then fails the task try: submitting anew would put a second copy of the
+        window in flight. Only an asset that is gone (the request no longer holds it) means a new request.
+        """
+        for attempt in range(1, CONFIRM_ATTEMPTS + 1):
+            try:
+                found = self.hook.read_output_options(request.request_id)
+                break
+            except UNREADABLE_FOR_NOW as error:
+                if attempt == CONFIRM_ATTEMPTS:
+                    raise
+                self.log.info(
+                    "Reading request %s's asset failed (%s); trying again.", request.request_id, error
+                )
+            except Echo360Error as error:
+                self.log.info(
+                    "Not adopting request %s: its asset could not be read (%s).", request.request_id, error
+                )
+                return False
         if found != self.output_options:
             self.log.info(
                 "Not adopting request %s: its output is %s, not the %s asked for.",

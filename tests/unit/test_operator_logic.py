@@ -10,9 +10,15 @@ import pendulum
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, TaskDeferred
 
-from airflow_provider_echo360.exceptions import Echo360SubmissionRefusedError, Echo360WaitError
+from airflow_provider_echo360.exceptions import (
+    Echo360DownloadError,
+    Echo360RequestNotFoundError,
+    Echo360SubmissionRefusedError,
+    Echo360TransientError,
+    Echo360WaitError,
+)
 from airflow_provider_echo360.hooks.model import OutputOptions, ReportRequest
-from airflow_provider_echo360.operators.echo360 import SubmitReportOperator, default_window
+from airflow_provider_echo360.operators.echo360 import CONFIRM_ATTEMPTS, SubmitReportOperator, default_window
 from airflow_provider_echo360.reports import RangeTooLongError, UnexpectedParameterError, UnknownReportError
 from airflow_provider_echo360.sensors.echo360 import ReportStatusSensor
 from airflow_provider_echo360.triggers.echo360 import ReportStatusTrigger
@@ -183,6 +189,20 @@ def test_an_available_request_without_output_options_is_adopted_only_if_its_byte
     assert op.execute(context()) == "r1"
     op.hook.read_output_options.return_value = OutputOptions(True, ",")
     assert op.execute(context()) == "old"
+
+
+def test_an_asset_unreadable_for_now_is_read_again_and_never_leads_to_a_second_submission():
+    op = operator(wait_for_completion=False)
+    op.hook.get_requests.return_value = [request("Available", "old", assets=["old.csv.gz"])]
+    cut = Echo360DownloadError("the download broke off")
+    op.hook.read_output_options.side_effect = [cut, OutputOptions(True, ",")]
+    assert op.execute(context()) == "old"  # read again: adopted
+    op.hook.read_output_options.side_effect = [Echo360TransientError("503")] * CONFIRM_ATTEMPTS
+    with pytest.raises(Echo360TransientError):  # the task try fails; its retry adopts
+        op.execute(context())
+    op.hook.submit_request.assert_not_called()
+    op.hook.read_output_options.side_effect = Echo360RequestNotFoundError(404, "no request old")
+    assert op.execute(context()) == "r1"  # gone for good: a new request
 
 
 def test_recent_windows_wait_for_complete_data_without_any_call():

@@ -464,12 +464,31 @@ def _members(sessions: set[int]) -> set[tuple[int, int]]:
     """(pid, start time) of the live processes in ``sessions`` and of all their descendants."""
     if not sessions:
         return set()
+    table = _proc_table()
+    found = {(pid, start) for pid, _ppid, sid, start in table if sid in sessions and pid != os.getpid()}
+    return _with_descendants(table, found)
+
+
+def descendants(pid: int) -> set[int]:
+    """The pids of the live processes below ``pid``: its children, theirs, and so on."""
+    table = _proc_table()
+    children = {(child, start) for child, ppid, _sid, start in table if ppid == pid}
+    return {child for child, _ in _with_descendants(table, children)}
+
+
+def live_pids() -> set[int]:
+    """The pids of every live, non-zombie process."""
+    return {pid for pid, _ppid, _sid, _start in _proc_table()}
+
+
+def _with_descendants(
+    table: list[tuple[int, int, int, int]], found: set[tuple[int, int]]
+) -> set[tuple[int, int]]:
+    """``found`` (pid, start time) and every process of ``table`` that descends from one of them."""
     children: dict[int, list[tuple[int, int]]] = {}
-    found: set[tuple[int, int]] = set()
-    for pid, ppid, sid, start in _proc_table():
+    for pid, ppid, _sid, start in table:
         children.setdefault(ppid, []).append((pid, start))
-        if sid in sessions and pid != os.getpid():
-            found.add((pid, start))
+    found = set(found)
     todo = [pid for pid, _ in found]
     while todo:
         for child in children.get(todo.pop(), []):

@@ -4,6 +4,7 @@ would, in a subprocess, and kills a piece of it from outside."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from devtools.environment import DEFAULT_REPORTS
-from devtools.processes import free_port
+from devtools.processes import descendants, free_port, live_pids
 
 pytestmark = pytest.mark.e2e
 
@@ -71,48 +72,24 @@ class Watched:
             raise AssertionError(f"still running after {timeout:.0f} s:\n{self.output}") from None
 
 
-def descendants(pid: int) -> dict[int, str]:
+def command_lines(pid: int) -> dict[int, str]:
     """Pid -> command line of every process below ``pid``."""
-    table: dict[int, tuple[int, str]] = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        table[int(entry)] = (int(stat[stat.rindex(")") + 2 :].split()[1]), cmdline)
-    found: dict[int, str] = {}
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        for child, (ppid, cmdline) in table.items():
-            if ppid == parent and child not in found:
-                found[child] = cmdline
-                todo.append(child)
-    return found
+    lines: dict[int, str] = {}
+    for child in descendants(pid):
+        with contextlib.suppress(OSError):  # it may have ended meanwhile
+            lines[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return lines
 
 
 def component_pid(process: Watched, pattern: str, timeout: float = 60) -> int:
     """The pid of the process below ``process`` whose command line matches ``pattern``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        below = descendants(process.popen.pid)
+        below = command_lines(process.popen.pid)
         if pids := [pid for pid, cmdline in below.items() if re.search(pattern, cmdline)]:
             return min(pids)  # the component itself, not its children (started after it)
         time.sleep(0.5)
     raise AssertionError(f"no process matching {pattern!r} below {process.popen.args}:\n{process.output}")
-
-
-def still_running(pids: set[int]) -> set[int]:
-    return {pid for pid in pids if Path(f"/proc/{pid}").exists() and "Z" not in stat_state(pid)}
-
-
-def stat_state(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return "Z"
-    return stat[stat.rindex(")") + 2 :].split()[0]
 
 
 def demo(*args: str) -> Watched:
@@ -137,13 +114,13 @@ def test_a_scheduler_killed_with_kill_9_mid_backfill_is_restarted_and_the_demo_l
 def test_a_dead_sandbox_ends_the_demo_within_a_minute_naming_it_and_stopping_everything() -> None:
     run = demo()
     run.wait_for_line(r"Backfill \d+ of", timeout=300)
-    started = set(descendants(run.popen.pid))
+    started = descendants(run.popen.pid)
     os.kill(component_pid(run, "echo360_sandbox"), signal.SIGKILL)
 
     assert run.finish(timeout=60) == 1
     assert "sandbox exited with -9 and is needed: stopping everything." in run.output
     assert re.search(r"FAILED: sandbox exited with -9 and is needed: giving up\.\n----- sandbox", run.output)
-    assert still_running(started) == set()
+    assert started & live_pids() == set()
 
 
 def test_a_backfill_past_its_deadline_ends_the_demo_listing_each_run_and_its_tasks() -> None:
@@ -173,9 +150,9 @@ def test_sigterm_stops_everything_that_was_started(argv: list[str]) -> None:
     run = Watched([sys.executable, "-m", *(str(free_port()) if arg == "PORT" else arg for arg in argv)])
     for pattern in COMPONENTS:
         component_pid(run, pattern, timeout=300)
-    started = descendants(run.popen.pid)
+    started = command_lines(run.popen.pid)
     run.popen.send_signal(signal.SIGTERM)
 
     assert run.finish(timeout=120) != 0
-    left = still_running(set(started))
+    left = set(started) & live_pids()
     assert not left, {pid: started[pid] for pid in left}

@@ -146,14 +146,15 @@ class TransferReportToS3Operator(BaseOperator):
         window = WindowObjects.of(fill_placeholders(self.s3_key, request), request, names, self.decompress)
         present = self._present(window)
         landed: dict[str, int] = {}  # the window's objects from this request, key -> size
-        if self.replace or present.keep_for(request.request_id) is None:
+        kept = present.keep_for(request.request_id)  # another request's copy already there
+        if self.replace or kept is None:
             for index, (url, name, key) in enumerate(zip(urls, names, window.keys, strict=True)):
                 landed[key] = self._land(index, url, name, key, request.request_id, present)
             self._remove_leftovers(window, present)
         else:
             self.log.info(
                 "The window already holds objects of request %s (%s) and replace=False: left as they are.",
-                present.keep_for(request.request_id),
+                kept,
                 ", ".join(sorted(present.sizes)),
             )
         self._lineage = (request, list(landed))

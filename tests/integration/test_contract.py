@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from unittest import mock
 
 import pytest
-from airflow.sdk.exceptions import AirflowRescheduleException
+from airflow.exceptions import AirflowRescheduleException
 
 from airflow_provider_echo360.exceptions import Echo360SubmissionRefusedError
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook

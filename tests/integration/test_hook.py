@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from airflow.sdk.log import redact
+from airflow.providers.common.compat.sdk import redact
 
 from airflow_provider_echo360.exceptions import (
     Echo360AuthError,

@@ -13,7 +13,7 @@ from collections import defaultdict
 from types import SimpleNamespace
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_echo360.exceptions import Echo360DownloadError
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
@@ -374,8 +374,7 @@ def test_a_failed_part_upload_stops_the_download_at_once_and_aborts(env, monkeyp
 
 
 def test_a_transfer_that_times_out_stops_reading_at_once_and_aborts(env):
-    from airflow.sdk.exceptions import AirflowTaskTimeout
-    from airflow.sdk.execution_time.timeout import timeout
+    from airflow.providers.common.compat.sdk import AirflowTaskTimeout, timeout
 
     up = uploader()
     taken: list[int] = []

@@ -90,7 +90,8 @@ def test_a_network_blip_in_the_middle_of_a_wait_is_survived(sandbox):
     sandbox.set_faults(fault_rate=1.0, faults=["drop", "5xx"], fault_targets=["api", "token"])
 
     def blip() -> None:  # ends after three failed calls, however slow the machine
-        wait_for(lambda: sum(sandbox.stats()["faults"].values()) - faults_before >= 3, 60, "3 faults", poll=0.2)
+        faulted = lambda: sum(sandbox.stats()["faults"].values()) - faults_before >= 3  # noqa: E731
+        wait_for(faulted, 60, "3 faults", poll=0.2)
         sandbox.set_faults(fault_rate=0.0)
 
     blip_thread = threading.Thread(target=blip, daemon=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_echo360.hooks.connection_form import CONNECTION_TYPE
+
 __version__ = "0.1.0"
 
 INTEGRATION = "Echo360"
@@ -11,6 +13,7 @@ INTEGRATION = "Echo360"
 _MODULES = {
     "hooks": [
         "airflow_provider_echo360.hooks.echo360",
+        "airflow_provider_echo360.hooks.connection_form",
         "airflow_provider_echo360.hooks.model",
         "airflow_provider_echo360.hooks.transport",
     ],
@@ -40,41 +43,5 @@ def get_provider_info() -> dict[str, Any]:
             for role, names in _MODULES.items()
         },
         "transfers": _TRANSFERS,
-        "connection-types": [_CONNECTION_TYPE],
+        "connection-types": [CONNECTION_TYPE],
     }
-
-
-_CONNECTION_TYPE = {
-    "connection-type": "echo360",
-    "hook-class-name": "airflow_provider_echo360.hooks.echo360.Echo360Hook",
-    "hook-name": "Echo360",
-    "ui-field-behaviour": {
-        # The port stays: Airflow 3.3's Test button sends port 0 for a connection stored without one,
-        # and then refuses to test with the stored secret ("host or port ... differs").
-        "hidden-fields": ["schema"],
-        "relabeling": {
-            "login": "Client ID",
-            "password": "Client secret",
-            "host": "Base URL (optional: overrides the region)",
-            "port": "Port (443 for https; the Test button needs it)",
-        },
-        "placeholders": {
-            "login": "the API client id an Echo360 admin created",
-            "password": "the API client secret",
-            "host": "https://echo360.org, or http://127.0.0.1:8360 for the sandbox",
-            "port": "443, or 8360 for the sandbox",
-        },
-    },
-    "conn-fields": {
-        "region": {
-            "label": "Region",
-            "description": "Region of the institution (us, uk, au, ca); used when no base URL is given.",
-            "schema": {"type": "string", "enum": ["us", "uk", "au", "ca"], "default": "us"},
-        },
-        "calls_per_minute": {
-            "label": "Calls per minute",
-            "description": "Client-side rate limit per process; the API allows 120 per institution.",
-            "schema": {"type": ["integer", "null"], "minimum": 1, "default": 120},
-        },
-    },
-}

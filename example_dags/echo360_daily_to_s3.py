@@ -12,7 +12,7 @@ Settings (the reports, the bucket, the connections, ...): ``echo360_example_sett
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 from echo360_example_settings import DEFAULT_ARGS, POOL, REPORTS, S3_BUCKET, TAGS, landed
 
 from airflow_provider_echo360.operators.echo360 import SubmitReportOperator

@@ -23,7 +23,7 @@ import json
 import os
 
 import pendulum
-from airflow.sdk import Asset
+from airflow.providers.common.compat.sdk import Asset
 
 #: The pool of 3 slots counting deferred tasks (see the README); one per Echo360 institution.
 POOL = "echo360_reports"

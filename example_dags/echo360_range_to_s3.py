@@ -8,7 +8,7 @@ them under the API's 3 reports in flight. Settings: see ``echo360_example_settin
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, Param, task
+from airflow.providers.common.compat.sdk import DAG, Param, task
 from echo360_example_settings import DEFAULT_ARGS, POOL, S3_BUCKET, TAGS
 
 from airflow_provider_echo360.operators.echo360 import SubmitReportOperator

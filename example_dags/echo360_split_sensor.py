@@ -9,7 +9,7 @@ requests before it submits and waits for a free one. Settings: see ``echo360_exa
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 from echo360_example_settings import DEFAULT_ARGS, POOL, S3_BUCKET, TAGS, landed
 
 from airflow_provider_echo360.operators.echo360 import SubmitReportOperator

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 
 from airflow_provider_echo360.exceptions import (
     Echo360AssetUrlExpiredError,
@@ -29,6 +29,7 @@ from airflow_provider_echo360.exceptions import (
     Echo360TransientError,
     Echo360ValidationError,
 )
+from airflow_provider_echo360.hooks.connection_form import field_behaviour, form_widgets
 from airflow_provider_echo360.hooks.model import (
     REPORT_ALIASES,
     OutputOptions,
@@ -119,6 +120,16 @@ class Echo360Hook(BaseHook):
 
     # -- Airflow's hook API ------------------------------------------------------------------------
 
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The connection form's extra fields, for Airflow 2 and 3.0-3.1 (later ones read provider info)."""
+        return form_widgets()
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form's labels and placeholders, for Airflow 2 and 3.0-3.1."""
+        return field_behaviour()
+
     @property
     def settings(self) -> ConnectionSettings:
         if self._settings is None:
@@ -127,12 +138,17 @@ class Echo360Hook(BaseHook):
 
     async def asettings(self) -> ConnectionSettings:
         if self._settings is None:
-            try:
-                conn = await self.aget_connection(self.echo360_conn_id)
-            except AirflowNotFoundException:  # a trigger run in-process (``airflow dags test``)
-                conn = await asyncio.to_thread(self.get_connection, self.echo360_conn_id)
-            self._settings = ConnectionSettings.from_connection(conn)
+            self._settings = ConnectionSettings.from_connection(await self._aconnection())
         return self._settings
+
+    async def _aconnection(self) -> Any:
+        # Airflow 3.1 added the async lookup the triggerer needs; before it, the sync one in a thread.
+        if not AIRFLOW_V_3_1_PLUS:
+            return await asyncio.to_thread(self.get_connection, self.echo360_conn_id)
+        try:
+            return await self.aget_connection(self.echo360_conn_id)
+        except AirflowNotFoundException:  # a trigger run in-process (``airflow dags test``)
+            return await asyncio.to_thread(self.get_connection, self.echo360_conn_id)
 
     def get_conn(self) -> httpx.Client:
         """An ``httpx.Client`` on the reporting API (paths under its prefix), authenticated and paced."""

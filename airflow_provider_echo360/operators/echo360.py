@@ -12,9 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any, NoReturn
 
-from airflow.sdk import BaseOperator, BaseXCom, Context
-from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import AirflowRescheduleException
+from airflow.exceptions import AirflowRescheduleException
+from airflow.providers.common.compat.sdk import XCOM_RETURN_KEY, BaseOperator, Context, conf
 
 from airflow_provider_echo360.exceptions import (
     Echo360ApiError,
@@ -133,7 +132,7 @@ def defer_until_available(
     The task's result, the request id, goes to XCom first: the trigger's ``TaskSuccessEvent`` carries
     none. Any other outcome resumes the task with ``defer_kwargs`` (``method_name``, ``kwargs``, ...).
     """
-    context["ti"].xcom_push(key=BaseXCom.XCOM_RETURN_KEY, value=request_id)
+    context["ti"].xcom_push(key=XCOM_RETURN_KEY, value=request_id)
     trigger = ReportStatusTrigger(
         request_id=request_id,
         echo360_conn_id=echo360_conn_id,

@@ -8,9 +8,13 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
-from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import AirflowSensorTimeout
+from airflow.providers.common.compat.sdk import (
+    AirflowSensorTimeout,
+    BaseSensorOperator,
+    Context,
+    PokeReturnValue,
+    conf,
+)
 
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
 from airflow_provider_echo360.hooks.model import FAILED_STATUSES, check_request_id

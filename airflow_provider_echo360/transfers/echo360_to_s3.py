@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import tenacity
-from airflow.sdk import Asset, BaseOperator, Context
+from airflow.providers.common.compat.sdk import Asset, BaseOperator, Context
 
 from airflow_provider_echo360.exceptions import (
     Echo360AssetUrlExpiredError,

@@ -27,7 +27,8 @@ def test_the_provider_wheel_holds_only_the_provider_and_needs_no_sandbox() -> No
 def test_the_sandbox_is_a_workspace_member_of_the_dev_environment() -> None:
     assert ROOT["tool"]["uv"]["workspace"]["members"] == ["sandbox"]
     assert ROOT["tool"]["uv"]["sources"]["echo360-sandbox"] == {"workspace": True}
-    assert "echo360-sandbox" in names(ROOT["dependency-groups"]["dev"])
+    assert "echo360-sandbox" in names(ROOT["dependency-groups"]["test"])
+    assert {"include-group": "test"} in ROOT["dependency-groups"]["dev"]
     assert SANDBOX["project"]["name"] == "echo360-sandbox"
     assert SANDBOX["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == ["src/echo360_sandbox"]
     assert {"fastapi", "uvicorn", "requests", "anyio"} <= names(SANDBOX["project"]["dependencies"])

@@ -49,4 +49,6 @@ DEFAULT_ARGS = {
 def landed(report: str) -> Asset:
     """The asset a transfer of ``report`` updates (schedule a downstream DAG on it); each event's
     ``extra`` lists the S3 URIs written. Named, not an ``s3://`` URI: the bucket is known at run time."""
-    return Asset(name=f"echo360_{report}")
+    # Positional: Airflow 3's Asset takes it as the name (and uri), Airflow 2's Dataset as the uri
+    # (a Dataset has no name=).
+    return Asset(f"echo360_{report}")

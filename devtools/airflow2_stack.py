@@ -139,6 +139,14 @@ class Airflow2Stack(AirflowStack):
         runs = self._paged(f"/dags/{dag_id}/dagRuns", "dag_runs")
         return [run for run in runs if run_type is None or run["run_type"] == run_type]
 
+    def task_tries(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[dict[str, Any]]:
+        """Every try of a task instance. v1's ``{map_index}`` is an unsigned int in its routes (-1 is
+        a 404): an unmapped task's tries are at ``.../taskInstances/{task_id}/tries``."""
+        where = task_id if map_index == -1 else f"{task_id}/{map_index}"
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{where}/tries"
+        tries: list[dict[str, Any]] = self.api("GET", path)["task_instances"]
+        return tries
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         # v1 turns the value into its Python repr unless told not to (stringify).
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"

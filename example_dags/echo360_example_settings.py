@@ -48,7 +48,6 @@ DEFAULT_ARGS = {
 
 def landed(report: str) -> Asset:
     """The asset a transfer of ``report`` updates (schedule a downstream DAG on it); each event's
-    ``extra`` lists the S3 URIs written. Named, not an ``s3://`` URI: the bucket is known at run time."""
-    # Positional: Airflow 3's Asset takes it as the name (and uri), Airflow 2's Dataset as the uri
-    # (a Dataset has no name=).
+    ``extra`` lists the S3 URIs written. Named, not an ``s3://`` URI: the bucket is known at run time.
+    Given positionally: Airflow 3 takes it as the name (and URI), Airflow 2's ``Dataset`` as the URI."""
     return Asset(f"echo360_{report}")

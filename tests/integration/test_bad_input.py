@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_echo360.operators.echo360 import SubmitReportOperator
 from airflow_provider_echo360.sensors.echo360 import ReportStatusSensor

@@ -10,12 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections import defaultdict
 from types import SimpleNamespace
 from unittest import mock
 
 import pytest
-from airflow.sdk.exceptions import AirflowRescheduleException
+from airflow.exceptions import AirflowRescheduleException
 
 from airflow_provider_echo360.exceptions import Echo360SubmissionRefusedError
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
@@ -23,6 +22,7 @@ from airflow_provider_echo360.hooks.transport import MEMORY, TOKEN_WAYS
 from airflow_provider_echo360.operators.echo360 import SubmitReportOperator, in_flight
 from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
 from devtools.moto_server import MotoServer
+from devtools.outlet_events import OutletEvents
 from devtools.sandbox import SandboxProcess
 
 pytestmark = pytest.mark.integration
@@ -174,7 +174,7 @@ def test_submit_wait_transfer(dialect):
     for offset, report in enumerate(["qanda2", "videoview"]):
         request_id = submit_operator(report, offset, delimiter="\t").execute({"ti": mock.MagicMock()})
         prefix = f"{dialect.name}/{report}/"
-        outlet_events: dict = defaultdict(SimpleNamespace)
+        outlet_events = OutletEvents()
         written = TransferReportToS3Operator(
             task_id=f"transfer_{report}",
             request_id=request_id,

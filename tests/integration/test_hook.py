@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from airflow.sdk.log import redact
+from airflow.providers.common.compat.sdk import redact
 
 from airflow_provider_echo360.exceptions import (
     Echo360AuthError,
@@ -136,7 +136,9 @@ def test_async_calls_retry_too(monkeypatch, sandbox):
 
 def test_submission_survives_faults_without_duplicates(monkeypatch, sandbox):
     hook = connect(monkeypatch, sandbox, max_retries=12)
-    sandbox.set_faults(fault_rate=0.6, faults=["5xx", "429", "drop"], fault_targets=["api"])
+    # Unclear answers only: a 429 on the POST itself is handed to the operator, which judges it
+    # (test_in_flight_refusal_is_a_refused_submission); drawn here it failed the test at random.
+    sandbox.set_faults(fault_rate=0.6, faults=["5xx", "drop"], fault_targets=["api"])
     request = hook.submit_request("videoview", {"start": "2024-02-01", "end": "2024-02-02"})
     sandbox.set_faults(fault_rate=0)
     stats = sandbox.stats()

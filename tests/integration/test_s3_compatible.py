@@ -4,13 +4,12 @@ lists every open upload whatever the prefix (moto behind ``devtools.s3_compat_pr
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from types import SimpleNamespace
 
 import pytest
 
 from airflow_provider_echo360.exceptions import Echo360DownloadError
 from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
+from devtools.outlet_events import OutletEvents
 from devtools.s3_compat_proxy import S3CompatProxy
 
 pytestmark = pytest.mark.integration
@@ -44,7 +43,7 @@ def transfer(request_id: str, key: str, **kwargs) -> list[str]:
         **connections,
         **kwargs,
     )
-    return op.execute({"outlet_events": defaultdict(SimpleNamespace)})
+    return op.execute({"outlet_events": OutletEvents()})
 
 
 def test_the_store_answers_without_checksums_and_ignores_the_prefix(env):

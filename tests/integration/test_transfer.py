@@ -9,11 +9,10 @@ import os
 import signal
 import time
 import zlib
-from collections import defaultdict
 from types import SimpleNamespace
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_echo360.exceptions import Echo360DownloadError
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
@@ -24,6 +23,7 @@ from airflow_provider_echo360.transfers.echo360_to_s3 import (
     checked_chunks,
 )
 from devtools.moto_server import MotoServer
+from devtools.outlet_events import OutletEvents
 
 pytestmark = pytest.mark.integration
 BUCKET = "landing"
@@ -67,7 +67,7 @@ def transfer_operator(request_id: str, key: str, **kwargs) -> TransferReportToS3
 
 def transfer(request_id: str, key: str, **kwargs) -> list[str]:
     op = transfer_operator(request_id, key, **kwargs)
-    outlet_events = defaultdict(SimpleNamespace)
+    outlet_events = OutletEvents()
     written = op.execute({"outlet_events": outlet_events})
     for event in outlet_events.values():
         assert [obj["uri"] for obj in event.extra["objects"]] == written
@@ -206,7 +206,7 @@ def rerun_transfer(request_id: str, key: str, **kwargs) -> tuple[list[str], list
             calls.append(f"{model.name} {params['Key']}")
 
     op.s3.get_conn().meta.events.register("before-parameter-build.s3.*", record)
-    return op.execute({"outlet_events": defaultdict(SimpleNamespace)}), calls
+    return op.execute({"outlet_events": OutletEvents()}), calls
 
 
 def window_keys(client, prefix: str) -> list[str]:
@@ -304,7 +304,7 @@ def test_a_download_dropped_before_its_first_byte_is_started_over(env, monkeypat
         s3_key="dropped/",
         aws_conn_id="aws_it",
         echo360_conn_id="echo360_no_retries",
-    ).execute({"outlet_events": defaultdict(SimpleNamespace)})
+    ).execute({"outlet_events": OutletEvents()})
     assert_served(env, request_id, uri)
     assert env.sandbox.stats()["faults"]["drop"] == 1
 
@@ -374,8 +374,7 @@ def test_a_failed_part_upload_stops_the_download_at_once_and_aborts(env, monkeyp
 
 
 def test_a_transfer_that_times_out_stops_reading_at_once_and_aborts(env):
-    from airflow.sdk.exceptions import AirflowTaskTimeout
-    from airflow.sdk.execution_time.timeout import timeout
+    from airflow.providers.common.compat.sdk import AirflowTaskTimeout, timeout
 
     up = uploader()
     taken: list[int] = []

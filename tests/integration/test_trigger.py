@@ -11,6 +11,7 @@ from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
 from airflow_provider_echo360.triggers.echo360 import ReportStatusTrigger
+from devtools.processes import wait_for
 from devtools.sandbox import SandboxProcess
 
 pytestmark = pytest.mark.integration
@@ -84,11 +85,21 @@ def test_terminal_statuses_end_the_wait(sandbox, status):
 def test_a_network_blip_in_the_middle_of_a_wait_is_survived(sandbox):
     sandbox.set_config(processing_seconds=3)
     request_id = submit()
+    faults_before = sum(sandbox.stats()["faults"].values())
+
     sandbox.set_faults(fault_rate=1.0, faults=["drop", "5xx"], fault_targets=["api", "token"])
-    threading.Timer(1.5, lambda: sandbox.set_faults(fault_rate=0.0)).start()
+
+    def blip() -> None:  # ends after three failed calls, however slow the machine
+        faulted = lambda: sum(sandbox.stats()["faults"].values()) - faults_before >= 3  # noqa: E731
+        wait_for(faulted, 60, "3 faults", poll=0.2)
+        sandbox.set_faults(fault_rate=0.0)
+
+    blip_thread = threading.Thread(target=blip, daemon=True)
+    blip_thread.start()
     (event,) = run(trigger_for(request_id, max_outage_seconds=60))
+    blip_thread.join()
     assert event["status"] == "Available"
-    assert sum(sandbox.stats()["faults"].values()) >= 3
+    assert sum(sandbox.stats()["faults"].values()) - faults_before >= 3
 
 
 def test_a_sustained_outage_ends_with_an_error_event(sandbox):

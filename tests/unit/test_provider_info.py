@@ -57,6 +57,7 @@ def test_every_listed_module_imports_and_every_module_is_listed():
 
 def test_airflow_providers_list_shows_the_package(tmp_path):
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"  # Airflow 3.0 logs INFO lines to stdout
     airflow_cli = pathlib.Path(sys.executable).parent / "airflow"
     out = subprocess.run(
         [str(airflow_cli), "providers", "list", "--output", "json"],

@@ -174,7 +174,7 @@ def test_live_listing_is_the_authority_for_names():
 
 
 def test_errors_fail_tasks_without_retries():
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.providers.common.compat.sdk import AirflowFailException
 
     with pytest.raises(AirflowFailException):
         validate_output(True, ";")

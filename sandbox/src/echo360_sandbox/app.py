@@ -423,12 +423,19 @@ def create_app(config: SandboxConfig) -> FastAPI:
         version="1",
     )
     app.state.sandbox = sandbox
-    app.add_middleware(GateMiddleware, state=sandbox.state, routes=lambda: app.router.routes)
+    routers = [
+        _token_router(sandbox),
+        _api_router(sandbox),
+        _download_router(sandbox),
+        _control_router(sandbox),
+    ]
+    # The routers' own routes name the endpoints: newer FastAPI releases keep an included router as
+    # one opaque entry of ``app.router.routes``, older ones copy its routes there.
+    leaves = [route for router in routers for route in router.routes]
+    app.add_middleware(GateMiddleware, state=sandbox.state, routes=lambda: leaves)
     _add_error_handlers(app)
-    app.include_router(_token_router(sandbox))
-    app.include_router(_api_router(sandbox))
-    app.include_router(_download_router(sandbox))
-    app.include_router(_control_router(sandbox))
+    for router in routers:
+        app.include_router(router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> dict[str, str]:

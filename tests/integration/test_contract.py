@@ -124,6 +124,8 @@ def test_the_hook_holds(dialect, caplog):
     caplog.set_level(logging.DEBUG, logger="httpx")  # Airflow keeps it at WARNING; a user may not
     hook = Echo360Hook("echo360_contract")
     sandbox = dialect.sandbox
+    # The three stay in flight until the test lets them finish (3 s could pass before the 4th, loaded).
+    sandbox.set_config(processing_seconds=120)
     names = {entry["name"] for entry in hook.get_reports()}
     assert dialect.options.get("qanda_name", "qanda2") in names and "videoview" in names
     # The token came the way this API reads credentials, after the others were refused once each.
@@ -153,6 +155,8 @@ def test_the_hook_holds(dialect, caplog):
     with pytest.raises(AirflowRescheduleException):
         submit_operator("videoview", 1).execute({"ti": mock.MagicMock()})
 
+    for request_id in mine:
+        sandbox.set_status(request_id, "Available")
     wait_until_done(hook, mine)
     detail = hook.get_request(third.request_id)
     assert detail.is_available and detail.signed_assets

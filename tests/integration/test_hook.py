@@ -238,7 +238,8 @@ def test_download_memory_does_not_grow_with_the_asset(monkeypatch):
 
         small_run, large_run = measure(small.request_id), measure(large.request_id)
     assert large_run["bytes"] > 6 * small_run["bytes"] > 6 * 10_000_000
-    assert large_run["peak_mib"] - small_run["peak_mib"] < 20, (small_run, large_run)
+    # Holding the body would add over 100 MiB; allocator noise (up to 24 MiB seen, loaded) stays under 40.
+    assert large_run["peak_mib"] - small_run["peak_mib"] < 40, (small_run, large_run)
 
 
 def test_no_secret_reaches_the_logs(monkeypatch, caplog):

@@ -93,16 +93,8 @@ class Airflow2Stack(AirflowStack):
                 "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "3",
                 "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "10",
                 "AIRFLOW__SCHEDULER__PRINT_STATS_INTERVAL": "300",
-                "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "5",
-                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-                "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "2",
-                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
-                "AIRFLOW__SCHEDULER__POOL_METRICS_INTERVAL": "60",
-                "AIRFLOW__SCHEDULER__PARSING_CLEANUP_INTERVAL": "30",
-                "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "5",
                 "AIRFLOW__SCHEDULER__SCHEDULER_ZOMBIE_TASK_THRESHOLD": "60",
                 "AIRFLOW__SCHEDULER__ZOMBIE_DETECTION_INTERVAL": "5",
-                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
             }
         )
         env.update(self.extra_env)

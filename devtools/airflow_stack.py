@@ -388,6 +388,15 @@ class AirflowStack:
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.task_log_dir),
+                # Short heartbeats, polls and intervals, suited to tests (the same names on 2 and 3).
+                "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "5",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+                "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "2",
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+                "AIRFLOW__SCHEDULER__POOL_METRICS_INTERVAL": "60",
+                "AIRFLOW__SCHEDULER__PARSING_CLEANUP_INTERVAL": "30",
+                "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "5",
+                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
             }
         )
         return env
@@ -410,24 +419,14 @@ class AirflowStack:
                 # The same secrets for every component (JWTs for the Execution API, sessions).
                 "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(64),
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
-                # Short heartbeats, polls and parse intervals, suited to tests.
                 # dag-processor: notice new files within seconds, re-parse often.
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "3",
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
                 "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "300",
                 "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "2",
-                "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "5",
-                # scheduler / triggerer: frequent heartbeats, short idle sleep.
-                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-                "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "2",
-                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
-                "AIRFLOW__SCHEDULER__POOL_METRICS_INTERVAL": "60",
-                "AIRFLOW__SCHEDULER__PARSING_CLEANUP_INTERVAL": "30",
-                "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "5",
                 # A task killed with its worker is noticed in ~1 minute, not 5.
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
-                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
                 # The task supervisor sleeps in select() up to this long after its task process
                 # has closed its sockets: with the default 5 s it reports a defer() exit late,
                 # which delays every hand-off and opens Airflow's "stale executor success after

@@ -39,6 +39,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,9 @@ from devtools.processes import Process, ProcessError, Watchdog, free_port, stop_
 _JOB_TYPES = {"scheduler": "SchedulerJob", "triggerer": "TriggererJob", "dag-processor": "DagProcessorJob"}
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 LOCKED_ATTEMPTS = 4  # tries of an API call that SQLite refused with "database is locked"
+# The major version of the Airflow installed beside this interpreter (read from its package metadata,
+# which gives airflow.__version__ without importing Airflow into the harness): it picks the stack.
+AIRFLOW_MAJOR = int(version("apache-airflow").split(".")[0])
 
 
 class AirflowStackError(RuntimeError):
@@ -97,6 +101,9 @@ def _time(value: str | None) -> datetime | None:
 class AirflowStack:
     """A real Airflow 3 made of separate component processes, driven through its REST API.
 
+    Under Airflow 2 (:data:`AIRFLOW_MAJOR`), ``AirflowStack(...)`` makes an
+    :class:`devtools.airflow2_stack.Airflow2Stack` instead: same calls, Airflow 2's components and API.
+
     :param home: AIRFLOW_HOME (created if missing; should be fresh and empty).
     :param dags_folder: the DAGs folder (the default ``dags-folder`` bundle).
     :param database: ``"sqlite"`` (file ``home/airflow.db``) or ``"postgres"`` (a fresh database
@@ -120,6 +127,17 @@ class AirflowStack:
     :param pg_port: its port.
     :param pg_user: its superuser (trust auth).
     """
+
+    API_COMPONENT = "api-server"  # the component serving the REST API (not restarted: see ``watch``)
+    API_PATH = "/api/v2"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> AirflowStack:
+        if cls is AirflowStack and AIRFLOW_MAJOR == 2:
+            # Imported here: that module builds on this one.
+            from devtools.airflow2_stack import Airflow2Stack
+
+            cls = Airflow2Stack
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -170,7 +188,7 @@ class AirflowStack:
             "dag-processor",
             *_instances("scheduler", schedulers),
             *_instances("triggerer", triggerers),
-            "api-server",
+            self.API_COMPONENT,
             *_instances("celery-worker", celery_workers),
         ]
         self._token = uuid.uuid4().hex[:8]  # names this stack's Celery queue and workers
@@ -196,7 +214,7 @@ class AirflowStack:
 
     @property
     def api_url(self) -> str:
-        return f"{self.base_url}/api/v2"
+        return f"{self.base_url}{self.API_PATH}"
 
     def celery_hostname(self, component: str) -> str:
         """The ``--celery-hostname`` of a worker component (its Celery node is ``celery@<this>``)."""
@@ -229,7 +247,7 @@ class AirflowStack:
             if self.database == "postgres":
                 self._create_database()
             self.env = self._build_env()
-            self._process("db-migrate", ["db", "migrate"]).run(timeout=300)
+            self._prepare_database()
             self.components = {name: self._process(name, self._argv(name)) for name in self.component_names}
             later = [
                 n
@@ -255,10 +273,13 @@ class AirflowStack:
             raise
         self.ready_after = time.monotonic() - t0
         for name, process in self.components.items():
-            restartable = component_kind(name)[0] != "api-server"
+            restartable = component_kind(name)[0] != self.API_COMPONENT
             self.watchdog.watch(name, process, functools.partial(self.restart, name) if restartable else None)
         self.watchdog.start()
         return self
+
+    def _prepare_database(self) -> None:
+        self._process("db-migrate", ["db", "migrate"]).run(timeout=300)
 
     def stop(self) -> None:
         """Stop every component and all they started (see :func:`devtools.processes.stop_all`);
@@ -345,7 +366,8 @@ class AirflowStack:
         self.watchdog.release(component)
 
     # ------------------------------------------------------------------ configuration
-    def _build_env(self) -> dict[str, str]:
+    def _base_env(self) -> dict[str, str]:
+        """This environment without Airflow settings, and the settings of every Airflow version."""
         env = {
             k: v
             for k, v in os.environ.items()
@@ -360,13 +382,26 @@ class AirflowStack:
                 "AIRFLOW__CORE__EXECUTOR": self.executor,
                 "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
                 "AIRFLOW__CORE__FERNET_KEY": fernet_key,
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn,
+                # Log servers of the scheduler (LocalExecutor workers) and triggerer: free ports so
+                # that several stacks can run side by side.
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.task_log_dir),
+            }
+        )
+        return env
+
+    def _build_env(self) -> dict[str, str]:
+        env = self._base_env()
+        env.update(
+            {
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
                 # No login: every request is an admin (SimpleAllAdminMiddleware adds the JWT).
                 "AIRFLOW__CORE__AUTH_MANAGER": (
                     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
                 ),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn,
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.api_port),
                 "AIRFLOW__API__BASE_URL": self.base_url,
@@ -375,11 +410,6 @@ class AirflowStack:
                 # The same secrets for every component (JWTs for the Execution API, sessions).
                 "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(64),
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
-                # Log servers of the scheduler (LocalExecutor workers) and triggerer: free ports so
-                # that several stacks can run side by side.
-                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.task_log_dir),
                 # Short heartbeats, polls and parse intervals, suited to tests.
                 # dag-processor: notice new files within seconds, re-parse often.
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "3",
@@ -548,6 +578,11 @@ class AirflowStack:
         """Create a pool (``POST /api/v2/pools``)."""
         body = {"name": name, "slots": slots, "description": description or name}
         return self.api("POST", "/pools", json={**body, "include_deferred": include_deferred})
+
+    def pool(self, name: str) -> dict[str, Any]:
+        """A pool and its slots now (``occupied_slots``, ``running_slots``, ``deferred_slots``, ...)."""
+        answer: dict[str, Any] = self.api("GET", f"/pools/{name}")
+        return answer
 
     def wait_for_dag(self, dag_id: str, timeout: float = 90) -> None:
         """Wait until the dag-processor has serialized ``dag_id``; fail early on an import error."""

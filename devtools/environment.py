@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devtools.airflow_stack import AirflowStack
+from devtools.airflow2_stack import Airflow2Stack
+from devtools.airflow_stack import AIRFLOW_MAJOR, AirflowStack
 from devtools.moto_server import MotoServer
+from devtools.processes import Process
 from devtools.sandbox import SandboxProcess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,6 +102,7 @@ class Echo360Environment:
         self.sandbox: SandboxProcess
         self.s3: MotoServer
         self.stack: AirflowStack
+        self.cli_backfill: Process | None = None  # Airflow 2's backfill (backfill_daily)
 
     def __enter__(self) -> Echo360Environment:
         try:
@@ -153,15 +156,23 @@ class Echo360Environment:
         last_day: dt.date | None = None,
         max_active_runs: int = 16,
         reprocess_behavior: str = "none",
-    ) -> int:
+    ) -> int | None:
         """Backfill the daily DAG over ``days`` days ending with ``last_day``; return the backfill id.
 
         By default the last day is :func:`last_complete_day`. ``reprocess_behavior="completed"`` runs
         the days that already ran again, as the UI's "All Runs".
+
+        On Airflow 2 the backfill is the CLI's (:attr:`cli_backfill`, no id: None), with the DAG's
+        own max_active_runs; only ``reprocess_behavior="none"``.
         """
         last_day = last_day or last_complete_day()
         first_day = last_day - dt.timedelta(days=days - 1)
         self.stack.wait_for_dag(DAILY_DAG, timeout=180)
+        if AIRFLOW_MAJOR == 2:
+            if reprocess_behavior != "none":
+                raise ValueError("on Airflow 2 the CLI backfill runs only the days not run yet")
+            self.cli_backfill = self._backfill_daily_cli(first_day, last_day)
+            return None
         # A backfill's dates are those of the runs, which happen at the end of their data interval.
         first_run, last_run = first_day + dt.timedelta(days=1), last_day + dt.timedelta(days=1)
         # Created before the DAG is unpaused (its runs wait for that): on SQLite, a creation that meets
@@ -177,8 +188,20 @@ class Echo360Environment:
         self.stack.unpause(DAILY_DAG)
         return backfill_id
 
+    def _backfill_daily_cli(self, first_day: dt.date, last_day: dt.date) -> Process:
+        """Airflow 2: ``airflow dags backfill``, whose dates are logical dates, the first days of the
+        runs' data intervals under the daily cron timetable: the data days themselves. The DAG stays
+        paused: the CLI runs its runs regardless, and an unpaused DAG would also get the scheduler's
+        run of the latest interval."""
+        assert isinstance(self.stack, Airflow2Stack)
+        return self.stack.run_cli_backfill(DAILY_DAG, first_day.isoformat(), last_day.isoformat())
+
     def wait_for_backfill(self, days: int, timeout: float = 600) -> list[dict[str, Any]]:
-        """The backfill's runs, once ``days`` of them are over (success or failed)."""
+        """The backfill's runs, once ``days`` of them are over (success or failed); on Airflow 2,
+        once the CLI backfill exited 0."""
+        if self.cli_backfill is not None:
+            assert isinstance(self.stack, Airflow2Stack)
+            self.stack.wait_for_cli_backfill(self.cli_backfill, timeout)
         return self.stack.wait_for_runs(DAILY_DAG, days, timeout=timeout, run_type="backfill")
 
     def landed(self, prefix: str = "echo360/") -> Iterator[LandedObject]:

@@ -1,6 +1,9 @@
 """Fixtures of the end-to-end tests: PostgreSQL and Redis (found running, or throwaway ones for the
 session: devtools.services), the whole environment (sandbox, S3 server, Airflow on that PostgreSQL),
-which must leave nothing running, and the daily DAG's backfill over it."""
+which must leave nothing running, and the daily DAG's backfill over it.
+
+The e2e modules need Airflow 3 (its backfill API, ``/jobs``, the task SDK), except those marked
+``airflow2``, which need Airflow 2: on each major version the others are skipped, saying why."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,11 +21,28 @@ import pytest
 pytest.register_assert_rewrite("devtools.checks")
 
 from devtools import services  # noqa: E402
+from devtools.airflow_stack import AIRFLOW_MAJOR  # noqa: E402
 from devtools.checks import days_ending, windows  # noqa: E402
 from devtools.environment import Echo360Environment, last_complete_day  # noqa: E402
 from devtools.processes import wait_for  # noqa: E402
 
 USED_SERVICES: list[str] = []  # what the session's fixtures found or started, for the summary
+HERE = Path(__file__).parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "airflow2: an e2e test of Airflow 2 (the other e2e tests need 3)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip the e2e tests that do not apply to this interpreter's Airflow, with the reason."""
+    for item in items:
+        if HERE not in item.path.parents:
+            continue
+        wants = 2 if item.get_closest_marker("airflow2") else 3
+        if wants != AIRFLOW_MAJOR:
+            reason = f"needs Airflow {wants}; this interpreter has Airflow {AIRFLOW_MAJOR}"
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")

@@ -196,6 +196,8 @@ def test_a_refusal_while_another_clients_requests_fill_the_cap_is_a_wait(dialect
     """Another API client of the institution holds slots the listing may not show: the API refuses
     ours in its own words; with any request in progress in sight, the operator waits."""
     sandbox = dialect.sandbox
+    # Nothing may finish while the test looks: on a loaded machine 3 s went by and the cap was free.
+    sandbox.set_config(processing_seconds=120)
     for offset in range(2):
         sandbox.submit_as("another-client", "notes", window(offset))
     mine = submit_operator("videoview", 0, wait_for_completion=False).execute({"ti": mock.MagicMock()})

@@ -551,11 +551,24 @@ class AirflowStack:
         kw.setdefault("timeout", 30)
         for attempt in range(1, LOCKED_ATTEMPTS + 1):
             resp = self._http.request(method, url, **kw)
+            if resp.status_code == 401 and self._take_all_admins_token():
+                resp = self._http.request(method, url, **kw)
             if 200 <= resp.status_code < 300:
                 return resp.json() if resp.content else None
             if not (resp.status_code >= 500 and sqlite_locked(resp.text)) or attempt == LOCKED_ATTEMPTS:
                 raise ApiError(method, url, resp.status_code, resp.text)
             time.sleep(1)
+
+    def _take_all_admins_token(self) -> bool:
+        """Airflow 3.1's SimpleAuthManager lets every request of the UI in as an admin, but not the
+        REST API's: 3.1 has no ``SimpleAllAdminMiddleware`` (3.0 and 3.2+ do), so its API wants a
+        JWT. With ``simple_auth_manager_all_admins`` one is handed out without credentials,
+        ``GET /auth/token``: take it for the session's later calls. False if there is none."""
+        resp = self._http.get(f"{self.base_url}/auth/token", timeout=30)
+        if not resp.ok:
+            return False
+        self._http.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
+        return True
 
     def _paged(self, path: str, key: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

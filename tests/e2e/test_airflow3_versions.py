@@ -1,0 +1,97 @@
+"""End to end, lean, on the older Airflow 3 releases of the version matrix (3.0, 3.1, 3.2): the daily
+example DAG backfilled through ``POST /api/v2/backfills`` over 2 days, its submit tasks deferred and
+ended in the triggerer, and the connection Test button.
+
+``./scripts/matrix`` runs it in each 3.x entry's environment. On the project's own Airflow (3.3 and
+later) it is skipped: the full suite (test_backfill.py, test_ui_browser.py, ...) checks all this there.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from airflow import __version__ as AIRFLOW_VERSION
+from packaging.version import Version
+
+from devtools.checks import (
+    assert_cap_held,
+    assert_landed_byte_identical,
+    assert_no_open_uploads,
+    assert_one_submission_per_window,
+    assert_runs_succeeded,
+)
+from devtools.environment import DAILY_DAG, DEFAULT_REPORTS
+
+FULL_SUITE_FROM = Version("3.3")  # the project's own Airflow: tests/e2e as a whole runs there
+_version = Version(AIRFLOW_VERSION)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(
+        not Version("3") <= _version < FULL_SUITE_FROM,
+        reason=f"for Airflow 3 releases before {FULL_SUITE_FROM} (the full e2e suite covers the newest);"
+        f" this interpreter has {AIRFLOW_VERSION}",
+    ),
+]
+SUBMITS = [f"submit_{report}" for report in DEFAULT_REPORTS]
+
+
+@pytest.fixture(scope="module")
+def env_options() -> dict[str, Any]:
+    return {
+        "sandbox_options": {"processing_seconds": 5},
+        # The matrix's environments may start cold (no bytecode yet) on a machine shared with others.
+        "stack_options": {"env": {"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"}, "startup_timeout": 300},
+    }
+
+
+@pytest.fixture(scope="module")
+def backfill_days() -> int:
+    return 2
+
+
+def test_every_run_succeeds_and_every_report_lands_byte_identical(env, backfilled):
+    assert_runs_succeeded(backfilled.runs, len(backfilled.days))
+    assert_landed_byte_identical(env, backfilled.windows, rows=200)
+    assert_no_open_uploads(env)
+
+
+def test_the_cap_held_and_each_window_was_submitted_once(backfilled):
+    # 6 requests for 3 slots: the cap is reached, but 2 days may not keep it full throughout.
+    assert_cap_held(backfilled.stats, full=False)
+    assert backfilled.stats["refused_in_flight"] == 0
+    assert_one_submission_per_window(backfilled.stats, backfilled.windows)
+
+
+def test_submit_tasks_deferred_and_were_ended_in_the_triggerer(env, backfilled):
+    """Each submit deferred, and the triggerer ended it on its trigger's TaskSuccessEvent
+    (``Trigger.submit_event`` marks the task instance and logs the success callback it sends): one
+    try, success, its trigger log, one such callback."""
+    logs = env.stack.task_log_texts()
+    callbacks = [
+        line for line in env.stack.component_logs()["triggerer"].splitlines() if "Sending callback:" in line
+    ]
+    for run in backfilled.runs:
+        run_id = run["dag_run_id"]
+        for task_id in SUBMITS:
+            (attempt,) = env.stack.task_tries(DAILY_DAG, run_id, task_id)
+            assert (attempt["state"], attempt["try_number"]) == ("success", 1), attempt
+            prefix = f"dag_id={DAILY_DAG}/run_id={run_id}/task_id={task_id}/attempt=1.log"
+            assert "Pausing task as DEFERRED" in logs[prefix], logs[prefix]
+            assert [path for path in logs if path.startswith(prefix + ".trigger.")], sorted(logs)
+            ended = [
+                line
+                for line in callbacks
+                if f"task_id='{task_id}', dag_id='{DAILY_DAG}', run_id='{run_id}'" in line
+            ]
+            assert len(ended) == 1 and "task_callback_type=<TaskInstanceState.SUCCESS" in ended[0], ended
+
+
+def test_the_connection_test_button_reaches_the_sandbox(env):
+    """What the UI's Test button posts: the connection form's fields (``POST /connections/test``)."""
+    connection = json.loads(env.sandbox.airflow_connection(extra=json.dumps(env.connection_extra)))
+    result = env.stack.api("POST", "/connections/test", json={"connection_id": "echo360_ui", **connection})
+    assert result["status"] is True, result
+    assert result["message"].startswith(f"Connected to {env.sandbox.base_url}: "), result

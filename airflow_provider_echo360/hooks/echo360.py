@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
+from asgiref.sync import sync_to_async
 
 from airflow_provider_echo360.exceptions import (
     Echo360AssetUrlExpiredError,
@@ -142,9 +143,11 @@ class Echo360Hook(BaseHook):
         return self._settings
 
     async def _aconnection(self) -> Any:
-        # Airflow 3.1 added the async lookup the triggerer needs; before it, the sync one in a thread.
+        # Airflow 3.1 added the async lookup the triggerer needs. Before it, the sync one through
+        # asgiref: Airflow 3.0's lookup calls back into the triggerer's event loop, which a plain
+        # thread (asyncio.to_thread) cannot reach ("Response read out of order", the trigger fails).
         if not AIRFLOW_V_3_1_PLUS:
-            return await asyncio.to_thread(self.get_connection, self.echo360_conn_id)
+            return await sync_to_async(self.get_connection)(self.echo360_conn_id)
         try:
             return await self.aget_connection(self.echo360_conn_id)
         except AirflowNotFoundException:  # a trigger run in-process (``airflow dags test``)

@@ -14,6 +14,7 @@ _MODULES = {
     "hooks": [
         "airflow_provider_echo360.hooks.echo360",
         "airflow_provider_echo360.hooks.connection_form",
+        "airflow_provider_echo360.hooks.masking",
         "airflow_provider_echo360.hooks.model",
         "airflow_provider_echo360.hooks.transport",
     ],

@@ -139,15 +139,16 @@ class Echo360Hook(BaseHook):
 
     async def asettings(self) -> ConnectionSettings:
         if self._settings is None:
-            self._settings = ConnectionSettings.from_connection(await self._aconnection())
+            if AIRFLOW_V_3_1_PLUS:
+                self._settings = ConnectionSettings.from_connection(await self._aconnection())
+            else:
+                # No async lookup before Airflow 3.1: the sync one, and reading the connection (Airflow
+                # masks its extras), through asgiref, whose thread Airflow 3.0's triggerer answers.
+                await sync_to_async(lambda: self.settings)()
+        assert self._settings is not None
         return self._settings
 
     async def _aconnection(self) -> Any:
-        # Airflow 3.1 added the async lookup the triggerer needs. Before it, the sync one through
-        # asgiref: Airflow 3.0's lookup calls back into the triggerer's event loop, which a plain
-        # thread (asyncio.to_thread) cannot reach ("Response read out of order", the trigger fails).
-        if not AIRFLOW_V_3_1_PLUS:
-            return await sync_to_async(self.get_connection)(self.echo360_conn_id)
         try:
             return await self.aget_connection(self.echo360_conn_id)
         except AirflowNotFoundException:  # a trigger run in-process (``airflow dags test``)

@@ -15,9 +15,8 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow.providers.common.compat.sdk import mask_secret
-
 from airflow_provider_echo360.exceptions import Echo360ValidationError
+from airflow_provider_echo360.hooks.masking import mask
 
 log = logging.getLogger(__name__)
 
@@ -195,11 +194,11 @@ def mask_url_signature(url: str) -> None:
     """Register a signed URL's query string and signature with Airflow's secrets masker."""
     query = urlsplit(url).query
     if query:
-        mask_secret(query)
+        mask(query)
         for pair in query.split("&"):
             key, _, value = pair.partition("=")
             if value and key.lower() in _SIGNATURE_KEYS:
-                mask_secret(value)
+                mask(value)
 
 
 def check_request_id(request_id: Any) -> None:

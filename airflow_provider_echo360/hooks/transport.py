@@ -28,7 +28,6 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import tenacity
-from airflow.providers.common.compat.sdk import mask_secret
 
 from airflow_provider_echo360.exceptions import (
     Echo360ApiError,
@@ -39,6 +38,7 @@ from airflow_provider_echo360.exceptions import (
     Echo360TransientError,
     Echo360ValidationError,
 )
+from airflow_provider_echo360.hooks.masking import mask
 
 API_PREFIX = "/public/api/v1/reporting"
 TOKEN_PATH = "/oauth2/access_token"
@@ -105,7 +105,7 @@ class ConnectionSettings:
             raise Echo360ValidationError("login", conn.login, "the Echo360 API client id")
         if not client_secret:
             raise Echo360ValidationError("password", "", "the Echo360 API client secret (not shown)")
-        mask_secret(client_secret)
+        mask(client_secret)
         return cls(
             base_url=base_url(
                 conn.host or _extra(extra, "base_url"), conn.schema, conn.port, _extra(extra, "region")
@@ -359,9 +359,9 @@ def _read_token(settings: ConnectionSettings, response: httpx.Response) -> str:
         raise Echo360ApiError(response.status_code, f"token endpoint: {api_message(response)}")
     data = response.json()
     token = str(data["access_token"])
-    mask_secret(token)
+    mask(token)
     if data.get("refresh_token"):
-        mask_secret(str(data["refresh_token"]))
+        mask(str(data["refresh_token"]))
     MEMORY.keep_token(settings.token_key, token, float(data.get("expires_in") or 3600))
     return token
 

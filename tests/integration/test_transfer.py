@@ -380,7 +380,6 @@ def test_a_transfer_that_times_out_stops_reading_at_once_and_aborts(env):
     taken: list[int] = []
     # pytest-timeout's alarm, put back afterwards
     handler, timer = signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)
-    started = time.monotonic()
     try:
         # As the task's execution_timeout does; 3 s, so that it falls mid-upload even on a loaded
         # machine (at 1 s it once fell before the upload was created).
@@ -389,7 +388,8 @@ def test_a_transfer_that_times_out_stops_reading_at_once_and_aborts(env):
     finally:
         signal.signal(signal.SIGALRM, handler)
         signal.setitimer(signal.ITIMER_REAL, *timer)
-    assert time.monotonic() - started < 10
+    # It stopped reading at once: far fewer than the 2000 MiB on offer (a wall-clock bound here took
+    # 58 s once, loaded: the manager waits for the parts in flight, as it must, before the abort).
     assert len(taken) < 1000
     assert "CreateMultipartUpload" in up.calls and up.calls[-1] == "AbortMultipartUpload", up.calls
     assert left_behind(env.client, "failed/") == (0, [])

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-from collections.abc import Mapping
 from typing import Any
 
 import requests
@@ -155,11 +154,6 @@ class Airflow2Stack(AirflowStack):
 
     def backfill(self, backfill_id: int) -> dict[str, Any]:
         raise AirflowStackError("Airflow 2 has no backfill API: use run_cli_backfill()")
-
-    def connection_test(self, connection: Mapping[str, Any]) -> dict[str, Any]:
-        """``POST /api/v1/connections/test`` (the UI's Test button): ``{"status": ..., "message": ...}``."""
-        answer: dict[str, Any] = self.api("POST", "/connections/test", json=dict(connection))
-        return answer
 
     # ------------------------------------------------------------------ backfill (CLI)
     def run_cli_backfill(

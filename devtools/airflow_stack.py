@@ -596,6 +596,11 @@ class AirflowStack:
         answer: dict[str, Any] = self.api("GET", f"/pools/{name}")
         return answer
 
+    def connection_test(self, connection: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST <api>/connections/test`` (the UI's Test button): ``{"status": ..., "message": ...}``."""
+        answer: dict[str, Any] = self.api("POST", "/connections/test", json=dict(connection))
+        return answer
+
     def wait_for_dag(self, dag_id: str, timeout: float = 90) -> None:
         """Wait until the dag-processor has serialized ``dag_id``; fail early on an import error."""
 

@@ -92,6 +92,6 @@ def test_submit_tasks_deferred_and_were_ended_in_the_triggerer(env, backfilled):
 def test_the_connection_test_button_reaches_the_sandbox(env):
     """What the UI's Test button posts: the connection form's fields (``POST /connections/test``)."""
     connection = json.loads(env.sandbox.airflow_connection(extra=json.dumps(env.connection_extra)))
-    result = env.stack.api("POST", "/connections/test", json={"connection_id": "echo360_ui", **connection})
+    result = env.stack.connection_test({"connection_id": "echo360_ui", **connection})
     assert result["status"] is True, result
     assert result["message"].startswith(f"Connected to {env.sandbox.base_url}: "), result

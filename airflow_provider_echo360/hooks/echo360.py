@@ -35,6 +35,7 @@ from airflow_provider_echo360.hooks.model import (
     REPORT_ALIASES,
     OutputOptions,
     ReportRequest,
+    RequestListing,
     asset_file_name,
     check_request_id,
     items_of,
@@ -89,6 +90,28 @@ class Answer:
 
 
 Flow = Generator[Call, Answer, T]
+
+
+class _ListingOrder:
+    """Which way a listing runs, judged from the created times read so far."""
+
+    def __init__(self) -> None:
+        self.ascending = False
+        self.older_seen = False
+        self._last: dt.datetime | None = None
+
+    def see(self, created: dt.datetime | None, since: dt.datetime | None) -> None:
+        if created is None:
+            return
+        if self._last is not None and created > self._last:
+            self.ascending = True
+        self._last = created
+        if since is not None and created < since:
+            self.older_seen = True
+
+    def passed(self, since: dt.datetime) -> bool:
+        """Newest first and already past ``since``: nothing further on can be newer."""
+        return self.older_seen and not self.ascending
 
 
 class Echo360Hook(BaseHook):
@@ -177,8 +200,21 @@ class Echo360Hook(BaseHook):
         return self._run(self._reports_flow())
 
     def get_requests(self) -> list[ReportRequest]:
-        """``GET /requests``, every page: the requests this API client may see."""
-        return self._run(self._requests_flow())
+        """``GET /requests``, every page: the requests this API client may see.
+
+        Its cost grows with the institution's history (the listing keeps every submission):
+        :meth:`find_requests` reads only what a decision needs.
+        """
+        return list(self._run(self._requests_flow()).requests)
+
+    def find_requests(self, since: dt.datetime, *, to_the_end: bool = False) -> RequestListing:
+        """``GET /requests``, read only as far as the requests created since ``since`` can be.
+
+        Newest first, that is the first page or few whatever the history; oldest first, the first
+        page only (``complete`` is then ``False``), or every page with ``to_the_end``. Unpaged, one
+        call either way.
+        """
+        return self._run(self._requests_flow(since, to_the_end))
 
     def get_request(self, request_id: str) -> ReportRequest:
         """``GET /request/{id}``: one request, with signed asset URLs once ``Available``."""
@@ -223,7 +259,7 @@ class Echo360Hook(BaseHook):
 
         def attempt() -> ReportRequest:
             nonlocal unclear
-            if unclear and (found := self._find_submission(name, params, output, since)) is not None:
+            if unclear and (found := self.find_submission(name, params, output, since)) is not None:
                 return found
             try:
                 return ReportRequest.from_api(self._send(self.get_conn(), call).data)
@@ -239,9 +275,16 @@ class Echo360Hook(BaseHook):
 
         return retrying(self.settings, what=self._where(call))(attempt)
 
-    def _find_submission(
+    def find_submission(
         self, name: str, params: Mapping[str, str], output: OutputOptions, since: dt.datetime
     ) -> ReportRequest | None:
+        """The request that a submission sent at ``since`` or later made, if the API lists one.
+
+        For a submission whose answer was lost: the newest request of this report and parameters,
+        in progress or ``Available``, with the same output options or none shown, created since
+        then. The listing is read back to ``since`` (to its end where it lists oldest first).
+        """
+
         def sent_by_us(request: ReportRequest) -> bool:
             return (
                 request.report_name == name
@@ -251,7 +294,8 @@ class Echo360Hook(BaseHook):
                 and request.output in (None, output)
             )
 
-        found = [request for request in self._run(self._requests_flow()) if sent_by_us(request)]
+        listing = self.find_requests(since, to_the_end=True)
+        found = [request for request in listing.requests if sent_by_us(request)]
         if not found:
             return None
         request = max(found, key=lambda r: r.created or since)
@@ -309,7 +353,7 @@ class Echo360Hook(BaseHook):
 
     async def aget_requests(self) -> list[ReportRequest]:
         """Async :meth:`get_requests`."""
-        return await self._arun(self._requests_flow())
+        return list((await self._arun(self._requests_flow())).requests)
 
     # -- flows: each API rule once, for both drivers --------------------------------------------------
 
@@ -317,21 +361,49 @@ class Echo360Hook(BaseHook):
         answer = yield Call("GET", "/reports")
         return [dict(entry) for entry in items_of(answer.data, "reports")]
 
-    def _requests_flow(self) -> Flow[list[ReportRequest]]:
+    def _requests_flow(
+        self, since: dt.datetime | None = None, to_the_end: bool = True
+    ) -> Flow[RequestListing]:
+        """Page through ``GET /requests``; with ``since``, only as far as requests created since then.
+
+        The listing keeps every submission for good (``Expired`` once deleted), so it only grows.
+        Listed newest first (the page's example), nothing after the first request older than
+        ``since`` can be newer: the read stops there. Listed oldest first (seen as created times
+        that rise), the recent ones are on the last pages: the read goes on to the end only with
+        ``to_the_end``, and otherwise stops after the first page. Every stop short of what was asked
+        is logged.
+        """
         found: dict[str, ReportRequest] = {}
         call = Call("GET", "/requests")
         seen_pages: set[tuple[str, str]] = set()
-        for _ in range(MAX_PAGES):
+        order = _ListingOrder()
+        for pages in range(1, MAX_PAGES + 1):
             answer = yield call
             for request in parse_requests(answer.data):
                 found.setdefault(request.request_id, request)
+                order.see(request.created, since)
             url, params = next_page(answer.data, answer.headers.get("link"))
             page = (url or "/requests", repr(sorted(params.items())))
             if (url is None and not params) or page in seen_pages:
-                break
+                return RequestListing(tuple(found.values()), True, pages)
+            if since is not None and order.ascending and not to_the_end:
+                log.info(
+                    "GET /requests lists oldest first: its recent requests are on its last page, and "
+                    "reaching it costs every page. Stopped after %d page(s); requests made outside "
+                    "this Airflow are not looked for.",
+                    pages,
+                )
+                return RequestListing(tuple(found.values()), False, pages)
+            if since is not None and order.passed(since):
+                return RequestListing(tuple(found.values()), True, pages)
             seen_pages.add(page)
             call = Call("GET", page[0], params=params or None)  # {} would drop the link's own query
-        return list(found.values())
+        log.warning(
+            "GET /requests: stopped after %d pages (%d requests) without reaching its end.",
+            MAX_PAGES,
+            len(found),
+        )
+        return RequestListing(tuple(found.values()), False, MAX_PAGES)
 
     def _request_flow(self, request_id: str) -> Flow[ReportRequest]:
         """``GET /request/{id}``; where that answers 404, ``/requests/{id}`` once, remembered per API."""

@@ -138,6 +138,21 @@ class ReportRequest:
         return self.status == ReportStatus.AVAILABLE.value
 
 
+@dataclass(frozen=True)
+class RequestListing:
+    """What one read of ``GET /requests`` found.
+
+    :param requests: the requests read, each once, in the listing's order.
+    :param complete: whether every request the read was after is among them (``False``: it stopped
+        short, and said so in the log).
+    :param pages: how many pages it read.
+    """
+
+    requests: tuple[ReportRequest, ...]
+    complete: bool
+    pages: int
+
+
 def parse_timestamp(value: Any) -> dt.datetime | None:
     if not isinstance(value, str) or not value:
         return None

@@ -21,12 +21,13 @@ from airflow_provider_echo360.exceptions import (
     Echo360DownloadError,
     Echo360Error,
     Echo360RequestFailedError,
+    Echo360RequestNotFoundError,
     Echo360SubmissionRefusedError,
     Echo360TransientError,
     Echo360ValidationError,
     Echo360WaitError,
 )
-from airflow_provider_echo360.hooks.echo360 import Echo360Hook
+from airflow_provider_echo360.hooks.echo360 import CLOCK_SKEW, Echo360Hook
 from airflow_provider_echo360.hooks.model import (
     FAILED_STATUSES,
     REPORT_ALIASES,
@@ -43,10 +44,9 @@ from airflow_provider_echo360.reports import (
     validate_output,
     validate_parameters,
 )
+from airflow_provider_echo360.submissions import Outcome, Submission, SubmissionMemory, Window
 from airflow_provider_echo360.triggers.echo360 import ReportStatusTrigger
 
-#: The API's cap on requests in flight per institution.
-MAX_IN_FLIGHT = 3
 #: Assets are deleted 14 days after submission: never adopt a request older than this.
 REUSABLE_AGE = dt.timedelta(days=13)
 #: How old an Available request may be to be adopted by default: dated reports never change once
@@ -246,17 +246,35 @@ class SubmitReportOperator(BaseOperator):
     def execute(self, context: Context) -> str:
         parameters = self.resolve_parameters(context)
         self._wait_for_complete_data(parameters)
-        requests_now = self.hook.get_requests()
-        request = self._adoptable(requests_now, parameters) if self.reuse_existing else None
-        if request is not None:
-            self.log.info(
-                "Adopting request %s (%s): same report, parameters and output.",
-                request.request_id,
-                request.status,
-            )
-        else:
-            request = self._submit(parameters, requests_now)
+        memory = self.memory(context, parameters)
+        record = memory.recall()
+        request = self._recalled_request(memory, record, parameters) if record else None
+        own = record if record is not None and memory.is_own(record) else None
+        waiting_for_cap = own is not None and own.refused_since is not None
+        if request is None and self.reuse_existing and not waiting_for_cap:
+            # Only a first try reads the listing: a try that was refused has read it already.
+            request = self._adoptable(parameters)
+            if request is not None:
+                self.log.info(
+                    "Adopting request %s (%s): same report, parameters and output.",
+                    request.request_id,
+                    request.status,
+                )
+                memory.record(
+                    Outcome.SUBMITTED,
+                    request_id=request.request_id,
+                    sent_at=request.created or dt.datetime.now(dt.UTC),
+                )
+        if request is None:
+            request = self._submit(memory, parameters, own.refused_since if own else None)
         return self._wait(context, request, parameters, self.max_resubmits)
+
+    def memory(self, context: Context | Mapping[str, Any], parameters: Mapping[str, str]) -> SubmissionMemory:
+        """Where this task instance keeps its submission of this window (see :mod:`..submissions`)."""
+        window = Window(
+            self.hook.settings.base_url, self.api_report_name, dict(parameters), self.output_options
+        )
+        return SubmissionMemory.of_task(window, context)
 
     @property
     def output_options(self) -> OutputOptions:
@@ -264,12 +282,70 @@ class SubmitReportOperator(BaseOperator):
 
     # -- adopting ------------------------------------------------------------------------------
 
-    def _adoptable(
-        self, requests_now: list[ReportRequest], parameters: Mapping[str, str]
+    def reuse_age(self, parameters: Mapping[str, str]) -> dt.timedelta:
+        """How old a request of another run may be to be adopted."""
+        return self.reuse_max_age or (REUSE_DATED if "start" in parameters else REUSE_UNDATED)
+
+    def _recalled_request(
+        self, memory: SubmissionMemory, record: Submission, parameters: Mapping[str, str]
     ) -> ReportRequest | None:
-        max_age = self.reuse_max_age or (REUSE_DATED if "start" in parameters else REUSE_UNDATED)
+        """The request a record names, if it can still be used: one call to the API.
+
+        Whose the record is matters: this task's own request is waited on whatever its age (a
+        retry, a clear, a reschedule); another run's or DAG's is adopted only where adopting is on
+        and within ``reuse_max_age``.
+        """
+        own = memory.is_own(record)
+        if not own and (
+            not self.reuse_existing or dt.datetime.now(dt.UTC) - record.sent_at > self.reuse_age(parameters)
+        ):
+            return None
+        if record.outcome is Outcome.REFUSED:
+            return None
+        if record.outcome is Outcome.SENT:
+            return self._lost_answer(memory, record, parameters) if own else None
+        assert record.request_id is not None
+        try:
+            request = self.hook.get_request(record.request_id)
+        except Echo360RequestNotFoundError:
+            self.log.info(
+                "Request %s, recorded for this window, is gone: submitting anew.", record.request_id
+            )
+            memory.forget()
+            return None
+        whose = "this task's own" if own else f"made by {record.owner or 'another task'}"
+        if request.in_progress or request.is_available:
+            self.log.info(
+                "Request %s (%s), %s, is this window's: no new submission.",
+                request.request_id,
+                request.status,
+                whose,
+            )
+            return request
+        self.log.info("Request %s, %s, is %s: submitting anew.", request.request_id, whose, request.status)
+        memory.forget()
+        return None
+
+    def _lost_answer(
+        self, memory: SubmissionMemory, record: Submission, parameters: Mapping[str, str]
+    ) -> ReportRequest | None:
+        """This task sent a submission and never recorded its answer (its worker died): look for it."""
+        self.log.info(
+            "This task sent a submission at %s and never heard its answer: looking for it.", record.sent_at
+        )
+        found = self.hook.find_submission(
+            self.api_report_name, parameters, self.output_options, record.sent_at - CLOCK_SKEW
+        )
+        if found is not None:
+            memory.record(Outcome.SUBMITTED, request_id=found.request_id, refused_since=None)
+        return found
+
+    def _adoptable(self, parameters: Mapping[str, str]) -> ReportRequest | None:
+        """A matching request in the API's listing, read only as far back as an adoptable one can be."""
+        max_age = min(self.reuse_age(parameters), REUSABLE_AGE)
+        listing = self.hook.find_requests(dt.datetime.now(dt.UTC) - max_age)
         request = reusable_request(
-            requests_now, self.api_report_name, parameters, self.output_options, max_age=max_age
+            listing.requests, self.api_report_name, parameters, self.output_options, max_age=max_age
         )
         if request is None or request.output is not None:
             return request
@@ -344,27 +420,52 @@ class SubmitReportOperator(BaseOperator):
 
     # -- submitting ----------------------------------------------------------------------------
 
-    def _submit(self, parameters: Mapping[str, str], requests_now: list[ReportRequest]) -> ReportRequest:
-        if (busy := in_flight(requests_now)) >= MAX_IN_FLIGHT:
-            self._wait_for_slot(f"{busy} requests are already in progress")
+    def _submit(
+        self,
+        memory: SubmissionMemory,
+        parameters: Mapping[str, str],
+        refused_since: dt.datetime | None = None,
+    ) -> ReportRequest:
+        """Submit, recorded before the call and after its answer: a retry finds what it sent.
+
+        :param refused_since: when this task's submissions of the window began to be refused.
+        """
+        memory.record(Outcome.SENT, refused_since=refused_since)
         try:
             request = self.hook.submit_request(
                 self.api_report_name, parameters, compression=self.compression, delimiter=self.delimiter
             )
         except Echo360SubmissionRefusedError as refusal:
-            self._settle_refusal(refusal)
+            refused_since = refused_since or dt.datetime.now(dt.UTC)
+            memory.record(Outcome.REFUSED, refused_since=refused_since)
+            self._settle_refusal(refusal, refused_since)
+        memory.record(Outcome.SUBMITTED, request_id=request.request_id)
         self.log.info("Submitted request %s for %s %s.", request.request_id, self.api_report_name, parameters)
         return request
 
-    def _settle_refusal(self, refusal: Echo360SubmissionRefusedError) -> NoReturn:
-        """A refusal while requests are in progress may be the cap (its wording is undocumented): wait.
+    def _settle_refusal(self, refusal: Echo360SubmissionRefusedError, refused_since: dt.datetime) -> NoReturn:
+        """A refusal is a wait for the cap, for at most ``timeout`` from the first one; else it fails.
 
-        With none in progress it cannot be the cap: fail at once with the API's message. A 429 is
-        always a wait (the rate limit, or the cap).
+        The API's wording of the cap is undocumented, so any refusal may be it, and the service's
+        refusal is its own count of what is in flight (other clients' requests and the split shape's
+        included). A 429 is always a wait. Otherwise, where the listing shows, within a bounded
+        read, that nothing is in progress, it cannot be the cap: the task fails at once with the
+        API's words. A refusal that lasts past ``timeout`` fails with them too.
         """
-        busy = in_flight(self.hook.get_requests())
-        if refusal.http_status == 429 or busy:
-            self._wait_for_slot(f"{refusal} ({busy} request(s) in progress: taken for the cap)")
+        refused_for = dt.datetime.now(dt.UTC) - refused_since
+        if refused_for.total_seconds() > self.timeout:
+            raise Echo360ApiError(
+                refusal.http_status,
+                f"every submission was refused for {refused_for} (timeout {self.timeout:.0f}s): "
+                f"{refusal.api_message}",
+            )
+        if refusal.http_status == 429:
+            self._wait_for_slot(f"{refusal} (the rate limit or the cap)")
+        listing = self.hook.find_requests(dt.datetime.now(dt.UTC) - REUSABLE_AGE)
+        busy = in_flight(listing.requests)
+        if busy or not listing.complete:
+            counted = f"{busy} request(s) in progress" if listing.complete else "requests in progress unknown"
+            self._wait_for_slot(f"{refusal} ({counted}: taken for the cap)")
         raise Echo360ApiError(refusal.http_status, f"the submission was refused: {refusal.api_message}")
 
     def _wait_for_slot(self, reason: str) -> NoReturn:
@@ -426,10 +527,13 @@ class SubmitReportOperator(BaseOperator):
 
     def _ready_request_id(self, context: Context) -> str:
         """The ready request of this window, found again: ``airflow dags test`` resumes the task with
-        the trigger's event but without the deferral's kwargs."""
+        the trigger's event but without the deferral's kwargs. The task's record names it."""
         parameters = self.resolve_parameters(context)
-        found = self._adoptable([r for r in self.hook.get_requests() if r.is_available], parameters)
-        if found is None:
+        record = self.memory(context, parameters).recall()
+        if record is not None and record.request_id is not None:
+            return record.request_id
+        found = self._adoptable(parameters)
+        if found is None or not found.is_available:
             raise Echo360WaitError(
                 f"The trigger saw the report ready, but no Available request matches {parameters}."
             )
@@ -448,7 +552,7 @@ class SubmitReportOperator(BaseOperator):
             self.log.warning(
                 "Request %s is %s; submitting it again (%d left).", request_id, status, resubmits_left
             )
-            fresh = self._submit(parameters, [])
+            fresh = self._submit(self.memory(context, parameters), parameters)
             return self._wait(context, fresh, parameters, resubmits_left - 1)
         return raise_for_event(event or {"status": status, "request_id": request_id})
 

@@ -7,6 +7,7 @@ over real HTTP in ``tests/integration/test_contract.py``.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import logging
 import pathlib
@@ -201,6 +202,73 @@ def test_every_page_of_requests_is_read_once(api, style):
     requests = hook_on(api).get_requests()
     assert [r.request_id for r in requests] == [f"r{i}" for i in range(7)]
     assert in_flight(requests) == 3
+
+
+def paged_history(api: FakeApi, *, newest_first: bool, recent: int = 4, old: int = 200, size: int = 10):
+    """A listing of ``recent`` requests of the last days and ``old`` from months ago, paged by
+    ``next`` URL; returns the pages served."""
+    now = dt.datetime.now(dt.UTC)
+    every = [
+        {
+            "requestId": f"new{i}",
+            "status": "Pending",
+            "reportName": "notes",
+            "created": (now - dt.timedelta(days=i + 1)).isoformat(),
+        }
+        for i in range(recent)
+    ] + [
+        {
+            "requestId": f"old{i}",
+            "status": "Expired",
+            "reportName": "notes",
+            "created": (now - dt.timedelta(days=30 + i)).isoformat(),
+        }
+        for i in range(old)
+    ]
+    if not newest_first:
+        every.reverse()
+    served: list[int] = []
+
+    def listing(request: httpx.Request) -> httpx.Response:
+        start = int(request.url.params.get("page") or 0)
+        served.append(start)
+        body: dict = {"requests": every[start : start + size]}
+        if start + size < len(every):
+            body["next"] = f"{API}/requests?page={start + size}"
+        return httpx.Response(200, json=body)
+
+    api.routes["GET /requests"] = listing
+    return served
+
+
+def test_a_bounded_read_of_a_newest_first_listing_stops_past_its_cutoff(api):
+    served = paged_history(api, newest_first=True)
+    listing = hook_on(api).find_requests(dt.datetime.now(dt.UTC) - dt.timedelta(days=14))
+    assert listing.complete and listing.pages == 1 and served == [0]
+    assert in_flight(listing.requests) == 4
+
+
+def test_a_bounded_read_of_an_oldest_first_listing_stops_after_one_page_and_says_so(api, caplog):
+    served = paged_history(api, newest_first=False)
+    with caplog.at_level(logging.INFO):
+        listing = hook_on(api).find_requests(dt.datetime.now(dt.UTC) - dt.timedelta(days=14))
+    assert not listing.complete and served == [0]
+    assert any("oldest first" in message for message in caplog.messages)
+
+
+def test_the_lost_answer_lookup_reads_an_oldest_first_listing_to_its_end(api):
+    served = paged_history(api, newest_first=False)
+    listing = hook_on(api).find_requests(dt.datetime.now(dt.UTC) - dt.timedelta(days=14), to_the_end=True)
+    assert listing.complete and len(served) == 21 and in_flight(listing.requests) == 4
+
+
+def test_a_listing_cut_short_by_the_page_limit_is_logged(api, caplog, monkeypatch):
+    monkeypatch.setattr("airflow_provider_echo360.hooks.echo360.MAX_PAGES", 3)
+    paged_history(api, newest_first=True)
+    with caplog.at_level(logging.WARNING):
+        requests = hook_on(api).get_requests()
+    assert len(requests) == 30
+    assert any("stopped after 3 pages" in message for message in caplog.messages)
 
 
 def test_an_unknown_status_is_in_progress_and_warned_about_once(api, caplog):

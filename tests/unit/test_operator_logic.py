@@ -19,7 +19,7 @@ from airflow_provider_echo360.exceptions import (
     Echo360TransientError,
     Echo360WaitError,
 )
-from airflow_provider_echo360.hooks.model import OutputOptions, ReportRequest
+from airflow_provider_echo360.hooks.model import OutputOptions, ReportRequest, RequestListing
 from airflow_provider_echo360.operators.echo360 import CONFIRM_ATTEMPTS, SubmitReportOperator, default_window
 from airflow_provider_echo360.reports import RangeTooLongError, UnexpectedParameterError, UnknownReportError
 from airflow_provider_echo360.sensors.echo360 import ReportStatusSensor
@@ -41,12 +41,44 @@ def request(status="Pending", request_id="r1", report="videoview", params=WINDOW
     return ReportRequest(request_id, status, report, dict(params), pendulum.now("UTC"), tuple(assets), output)
 
 
+class FakeVariables:
+    """Airflow's Variables, in memory: what the submissions' records are written to."""
+
+    store: dict[str, str] = {}
+
+    @classmethod
+    def get(cls, key, default=None):
+        return cls.store.get(key, default)
+
+    @classmethod
+    def set(cls, key, value, description=None):
+        cls.store[key] = value
+
+    @classmethod
+    def delete(cls, key):
+        cls.store.pop(key, None)
+
+
+@pytest.fixture(autouse=True)
+def variables(monkeypatch):
+    """Each test starts with no Variable (no earlier submission recorded by this Airflow)."""
+    monkeypatch.setattr("airflow_provider_echo360.submissions.Variable", FakeVariables)
+    FakeVariables.store = {}
+    return FakeVariables.store
+
+
+def listed(op, requests, complete=True):
+    """What the bounded read of ``GET /requests`` shows."""
+    op.hook.find_requests.return_value = RequestListing(tuple(requests), complete, 1)
+
+
 def operator(**kwargs):
     kwargs.setdefault("report_name", "videoview")
     kwargs.setdefault("task_id", "submit")
     op = SubmitReportOperator(**kwargs)
     op.hook = mock.MagicMock()  # cached_property: set on the instance
-    op.hook.get_requests.return_value = []
+    op.hook.settings.base_url = "https://echo360.org"
+    listed(op, [])
     op.hook.submit_request.return_value = request()
     op.hook.resolve_report_name.side_effect = lambda name: name
     op.hook.read_output_options.return_value = OutputOptions()  # what an adopted asset's bytes show
@@ -83,7 +115,7 @@ def test_a_trigger_that_ended_the_task_reaches_execute_complete_as_a_plain_strin
     op = operator(deferrable=True)
     assert op.execute_complete(context(), "success", WINDOW, 1, request_id="r7") == "r7"
     # airflow dags test resumes the task with the event alone, none of the deferral's kwargs:
-    op.hook.get_requests.return_value = [request("Available", "r8", assets=["r8.csv.gz"])]
+    listed(op, [request("Available", "r8", assets=["r8.csv.gz"])])
     assert op.execute_complete(context(), "success") == "r8"
     sensor = ReportStatusSensor(task_id="wait", request_id="r9")
     assert sensor.execute_complete({}, "success") == "r9"
@@ -106,44 +138,53 @@ def test_submits_the_run_window_and_defers_until_ready():
 
 def test_adopts_a_matching_request_instead_of_submitting():
     op = operator(deferrable=True)
-    op.hook.get_requests.return_value = [request("Available", "old", assets=["old.csv.gz"])]
+    listed(op, [request("Available", "old", assets=["old.csv.gz"])])
     assert op.execute(context()) == "old"
     op.hook.submit_request.assert_not_called()
 
 
 def test_reuse_off_forces_a_fresh_request():
     op = operator(deferrable=True, reuse_existing=False, wait_for_completion=False)
-    op.hook.get_requests.return_value = [request("Available", "old", assets=["old.csv.gz"])]
+    listed(op, [request("Available", "old", assets=["old.csv.gz"])])
     assert op.execute(context()) == "r1"
 
 
 def test_does_not_adopt_a_request_with_other_compression_or_window():
     op = operator(wait_for_completion=False)
-    op.hook.get_requests.return_value = [
-        request("Available", "plain", assets=["plain.csv"]),
-        request("Pending", "other", params={"start": "2024-03-02", "end": "2024-03-03"}),
-        request("Failed", "failed"),
-    ]
+    listed(
+        op,
+        [
+            request("Available", "plain", assets=["plain.csv"]),
+            request("Pending", "other", params={"start": "2024-03-02", "end": "2024-03-03"}),
+            request("Failed", "failed"),
+        ],
+    )
     assert op.execute(context()) == "r1"
 
 
-def test_waits_without_a_worker_when_three_are_in_flight():
-    op = operator(cap_wait=30)
-    op.hook.get_requests.return_value = [
-        request("Pending", f"x{i}", params={"start": f"2024-01-0{i}", "end": f"2024-01-0{i + 1}"})
-        for i in range(1, 4)
+def three_in_progress(statuses=("Pending", "Pending", "Pending")):
+    return [
+        request(status, f"x{i}", params={"start": f"2024-01-0{i}", "end": f"2024-01-0{i + 1}"})
+        for i, status in enumerate(statuses, start=1)
     ]
+
+
+def test_the_api_counts_the_cap_not_the_listing_before_a_submission(variables):
+    op = operator(cap_wait=30, wait_for_completion=False)
+    listed(op, three_in_progress())
+    assert op.execute(context()) == "r1"  # the API may count otherwise (per client): it decides
+    variables.clear()
+    op.hook.submit_request.side_effect = Echo360SubmissionRefusedError(409, "Too many concurrent reports")
     with pytest.raises(AirflowRescheduleException) as wait:
         op.execute(context())
     assert wait.value.reschedule_date > pendulum.now("UTC") + dt.timedelta(seconds=25)
-    op.hook.submit_request.assert_not_called()
 
 
 @pytest.mark.parametrize("status", [400, 403, 409, 429])
 def test_a_refusal_while_requests_are_in_progress_is_a_wait_not_a_failure(status):
     op = operator()
     op.hook.submit_request.side_effect = Echo360SubmissionRefusedError(status, "Too many concurrent reports")
-    op.hook.get_requests.side_effect = [[], [request("Queued", "other", params={"start": "2024-01-01"})]]
+    listed(op, [request("Queued", "other", params={"start": "2024-01-01"})])
     with pytest.raises(AirflowRescheduleException):
         op.execute(context())
 
@@ -156,6 +197,14 @@ def test_a_refusal_with_nothing_in_progress_fails_at_once_with_the_apis_words(st
         op.execute(context())
 
 
+def test_a_refusal_is_a_wait_where_the_listing_cannot_tell_what_is_in_progress():
+    op = operator()
+    op.hook.submit_request.side_effect = Echo360SubmissionRefusedError(400, "start must be a weekday")
+    listed(op, [], complete=False)  # oldest first: the recent requests were not read
+    with pytest.raises(AirflowRescheduleException):
+        op.execute(context())
+
+
 def test_a_429_is_a_wait_even_with_nothing_in_progress():
     op = operator()
     op.hook.submit_request.side_effect = Echo360SubmissionRefusedError(429, "slow down")
@@ -165,45 +214,47 @@ def test_a_429_is_a_wait_even_with_nothing_in_progress():
 
 def test_statuses_the_page_does_not_name_count_as_in_flight():
     op = operator(cap_wait=30)
-    op.hook.get_requests.return_value = [
-        request(status, f"x{i}", params={"start": f"2024-01-0{i}", "end": f"2024-01-0{i + 1}"})
-        for i, status in enumerate(["Queued", "Processing", "Pending"], start=1)
-    ]
+    op.hook.submit_request.side_effect = Echo360SubmissionRefusedError(400, "Too many concurrent reports")
+    listed(op, three_in_progress(["Queued", "Processing", "Pending"]))
     with pytest.raises(AirflowRescheduleException):
         op.execute(context())
-    op.hook.submit_request.assert_not_called()
 
 
-def test_a_pending_request_is_adopted_only_when_its_output_options_are_known_to_match():
+def test_a_pending_request_is_adopted_only_when_its_output_options_are_known_to_match(variables):
     op = operator(wait_for_completion=False, delimiter="|")
-    op.hook.get_requests.return_value = [request("Pending", "unknown")]
+    listed(op, [request("Pending", "unknown")])
     assert op.execute(context()) == "r1"  # its delimiter may differ: not adopted
-    op.hook.get_requests.return_value = [request("Pending", "comma", output=OutputOptions(True, ","))]
+    variables.clear()  # each case as if made outside this Airflow
+    listed(op, [request("Pending", "comma", output=OutputOptions(True, ","))])
     assert op.execute(context()) == "r1"
-    op.hook.get_requests.return_value = [request("Pending", "pipe", output=OutputOptions(True, "|"))]
+    variables.clear()
+    listed(op, [request("Pending", "pipe", output=OutputOptions(True, "|"))])
     assert op.execute(context()) == "pipe"
 
 
-def test_an_available_request_without_output_options_is_adopted_only_if_its_bytes_match():
+def test_an_available_request_without_output_options_is_adopted_only_if_its_bytes_match(variables):
     op = operator(wait_for_completion=False)
-    op.hook.get_requests.return_value = [request("Available", "old", assets=["old.csv.gz"])]
+    listed(op, [request("Available", "old", assets=["old.csv.gz"])])
     op.hook.read_output_options.return_value = OutputOptions(True, "\t")
     assert op.execute(context()) == "r1"
+    variables.clear()
     op.hook.read_output_options.return_value = OutputOptions(True, ",")
     assert op.execute(context()) == "old"
 
 
-def test_an_asset_unreadable_for_now_is_read_again_and_never_leads_to_a_second_submission():
+def test_an_asset_unreadable_for_now_is_read_again_and_never_leads_to_a_second_submission(variables):
     op = operator(wait_for_completion=False)
-    op.hook.get_requests.return_value = [request("Available", "old", assets=["old.csv.gz"])]
+    listed(op, [request("Available", "old", assets=["old.csv.gz"])])
     cut = Echo360DownloadError("the download broke off")
     op.hook.read_output_options.side_effect = [cut, OutputOptions(True, ",")]
     assert op.execute(context()) == "old"  # read again: adopted
+    variables.clear()
     op.hook.read_output_options.side_effect = [Echo360TransientError("503")] * CONFIRM_ATTEMPTS
     with pytest.raises(Echo360TransientError):  # the task try fails; its retry adopts
         op.execute(context())
     op.hook.submit_request.assert_not_called()
     op.hook.read_output_options.side_effect = Echo360RequestNotFoundError(404, "no request old")
+    variables.clear()
     assert op.execute(context()) == "r1"  # gone for good: a new request
 
 
@@ -214,7 +265,7 @@ def test_recent_windows_wait_for_complete_data_without_any_call():
     with pytest.raises(AirflowRescheduleException) as wait:
         op.execute(ctx)
     assert wait.value.reschedule_date == today.add(hours=48)
-    op.hook.get_requests.assert_not_called()
+    op.hook.find_requests.assert_not_called()
 
 
 def test_data_lag_zero_submits_at_once():
@@ -241,7 +292,7 @@ def test_bad_input_fails_before_any_call(kwargs, error, field):
         op.execute(context())
     assert isinstance(err.value, AirflowFailException)
     assert err.value.field == field
-    op.hook.get_requests.assert_not_called()
+    op.hook.find_requests.assert_not_called()
     op.hook.submit_request.assert_not_called()
 
 
@@ -335,7 +386,7 @@ def test_trigger_serialization_round_trip():
     }
 
 
-def test_asset_snapshots_adopt_only_a_recent_request():
+def test_asset_snapshots_adopt_only_a_recent_request(variables):
     op = operator(report_name="asset", wait_for_completion=False)
     old = ReportRequest(
         "old", "Available", "asset", {}, pendulum.now("UTC").subtract(days=1), ("old.csv.gz",)
@@ -343,9 +394,10 @@ def test_asset_snapshots_adopt_only_a_recent_request():
     recent = ReportRequest(
         "new", "Available", "asset", {}, pendulum.now("UTC").subtract(hours=1), ("n.csv.gz",)
     )
-    op.hook.get_requests.return_value = [old]
+    listed(op, [old])
     assert op.execute(context()) == "r1"
-    op.hook.get_requests.return_value = [old, recent]
+    variables.clear()
+    listed(op, [old, recent])
     assert op.execute(context()) == "new"
 
 
@@ -362,3 +414,131 @@ def test_sensor_works_in_reschedule_mode():
     with pytest.raises(AirflowRescheduleException) as wait:
         sensor.execute({"ti": mock.MagicMock(**{"get_first_reschedule_date.return_value": None})})
     assert wait.value.reschedule_date > pendulum.now("UTC")
+
+
+# -- durable submissions: what a retry, a reschedule, a clear or another run finds -----------------
+
+
+class FakeTaskStateStore:
+    """Airflow 3.3's ``context["task_state_store"]``, in memory."""
+
+    def __init__(self):
+        self.values = {}
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+    def set(self, key, value, *, retention=None):
+        self.values[key] = value
+
+    def delete(self, key):
+        self.values.pop(key, None)
+
+
+def task_context(store=None, run_id="scheduled__2024-03-02", map_index=-1, **window):
+    """The context of one task instance; its tries share ``ti``'s identity and ``store``."""
+    ctx = context(**window)
+    ctx["ti"] = mock.MagicMock(dag_id="daily", run_id=run_id, task_id="submit", map_index=map_index)
+    if store is not None:
+        ctx["task_state_store"] = store
+    return ctx
+
+
+@pytest.mark.parametrize("store", [FakeTaskStateStore(), None], ids=["task state store", "Variable only"])
+def test_a_retry_whose_request_is_pending_submits_nothing_and_reads_no_listing(store):
+    op = operator(deferrable=True)
+    with pytest.raises(TaskDeferred):
+        op.execute(task_context(store))
+    op.hook.find_requests.reset_mock()
+    op.hook.get_request.return_value = request("Pending", "r1")  # the listing does not echo output
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(task_context(store))  # the retry: a new process, XCom cleared
+    assert deferred.value.trigger.request_id == "r1"
+    op.hook.submit_request.assert_called_once()
+    op.hook.get_request.assert_called_once_with("r1")
+    op.hook.find_requests.assert_not_called()
+
+
+def test_a_retry_whose_request_is_available_adopts_it_and_a_failed_one_is_submitted_again():
+    store = FakeTaskStateStore()
+    op = operator(wait_for_completion=False)
+    assert op.execute(task_context(store)) == "r1"
+    op.hook.get_request.return_value = request("Available", "r1", assets=["r1.csv.gz"])
+    assert op.execute(task_context(store)) == "r1"
+    op.hook.get_request.return_value = request("Expired", "r1")
+    op.hook.submit_request.return_value = request("Pending", "r2")
+    assert op.execute(task_context(store)) == "r2"
+    assert op.hook.submit_request.call_count == 2
+
+
+def test_the_record_is_written_before_the_submission_and_a_lost_answer_is_looked_for():
+    store = FakeTaskStateStore()
+    op = operator(wait_for_completion=False)
+    op.hook.submit_request.side_effect = SystemExit  # the worker dies before the answer is recorded
+    with pytest.raises(SystemExit):
+        op.execute(task_context(store))
+    assert store.values["echo360_submission"]["outcome"] == "sent"
+    op.hook.find_submission.return_value = request("Pending", "r1")
+    assert op.execute(task_context(store)) == "r1"
+    op.hook.submit_request.assert_called_once()
+    (report, parameters, output, since), _ = op.hook.find_submission.call_args
+    assert (report, parameters, output) == ("videoview", WINDOW, OutputOptions())
+    assert since < pendulum.now("UTC")
+
+
+def test_a_record_of_another_window_is_never_used():
+    store = FakeTaskStateStore()
+    op = operator(wait_for_completion=False)
+    assert op.execute(task_context(store)) == "r1"
+    # A mapped task's index comes back with other arguments: the same store, another window.
+    op.hook.submit_request.return_value = request("Pending", "r2", params={"start": "2024-03-05"})
+    other = task_context(store, start="2024-03-05", end="2024-03-06")
+    assert op.execute(other) == "r2"
+    op.hook.get_request.assert_not_called()
+    op = operator(wait_for_completion=False, delimiter="|")  # same window, other output
+    op.hook.submit_request.return_value = request("Pending", "r3")
+    assert op.execute(task_context(store)) == "r3"
+
+
+def test_another_run_adopts_what_this_airflow_submitted_without_reading_the_listing():
+    op = operator(wait_for_completion=False)
+    assert op.execute(task_context(FakeTaskStateStore(), run_id="daily_run")) == "r1"
+    op.hook.find_requests.reset_mock()
+    op.hook.get_request.return_value = request("Pending", "r1")
+    rerun = task_context(FakeTaskStateStore(), run_id="manual__2024-03-05")
+    assert op.execute(rerun) == "r1"
+    op.hook.submit_request.assert_called_once()
+    op.hook.find_requests.assert_not_called()
+    fresh = operator(wait_for_completion=False, reuse_existing=False)
+    fresh.hook.submit_request.return_value = request("Pending", "r2")
+    assert fresh.execute(task_context(FakeTaskStateStore(), run_id="manual__again")) == "r2"
+
+
+def test_a_refused_task_tries_again_without_reading_the_listing_and_gives_up_after_timeout():
+    store = FakeTaskStateStore()
+    op = operator(timeout=3600)
+    op.hook.submit_request.side_effect = Echo360SubmissionRefusedError(409, "Too many concurrent reports")
+    listed(op, three_in_progress())
+    with pytest.raises(AirflowRescheduleException):
+        op.execute(task_context(store))
+    assert op.hook.find_requests.call_count == 2  # the adoption read, then the count after the refusal
+    first_refusal = store.values["echo360_submission"]["refused_since"]
+    with pytest.raises(AirflowRescheduleException):
+        op.execute(task_context(store))  # the reschedule
+    assert op.hook.submit_request.call_count == 2
+    assert op.hook.find_requests.call_count == 3  # no adoption read before submitting again
+    assert store.values["echo360_submission"]["refused_since"] == first_refusal
+    record = store.values["echo360_submission"]
+    record["refused_since"] = pendulum.now("UTC").subtract(hours=2).isoformat()
+    with pytest.raises(AirflowFailException, match="refused for 2:00.*Too many concurrent reports"):
+        op.execute(task_context(store))
+
+
+def test_airflow_dags_test_finds_the_ready_request_in_the_record_not_the_listing():
+    store = FakeTaskStateStore()
+    op = operator(deferrable=True)
+    with pytest.raises(TaskDeferred):
+        op.execute(task_context(store))
+    op.hook.find_requests.reset_mock()
+    assert op.execute_complete(task_context(store), "success") == "r1"
+    op.hook.find_requests.assert_not_called()

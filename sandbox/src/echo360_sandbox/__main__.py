@@ -19,6 +19,7 @@ from echo360_sandbox.config import (
     QANDA_NAMES,
     REPORTS_SHAPES,
     REQUEST_PATHS,
+    REQUESTS_ORDERS,
     REQUESTS_PAGING,
     REQUESTS_SCOPES,
     TOKEN_AUTH,
@@ -148,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--requests-page-size",
         type=int,
         default=d.requests_page_size,
-        help="GET /requests answers pages of this many requests, newest first; 0 = everything at once",
+        help="GET /requests answers pages of this many requests (in --requests-order); 0 = everything at "
+        "once",
     )
     dialects.add_argument(
         "--requests-paging",
@@ -156,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.requests_paging,
         help="how a page announces the next: link (body field 'next', an absolute URL), cursor (body "
         "field 'nextCursor', passed back as ?cursor=) or header (Link: <url>; rel=\"next\")",
+    )
+    dialects.add_argument(
+        "--requests-order",
+        choices=REQUESTS_ORDERS,
+        default=d.requests_order,
+        help="the order of GET /requests, paged or not: newest first (as the vendor's example) or oldest "
+        "first (requests created in the same instant by id)",
     )
     dialects.add_argument(
         "--request-path",
@@ -231,6 +240,22 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=d.pregenerate,
         help="build assets while Pending",
+    )
+    data.add_argument(
+        "--history",
+        metavar="N",
+        type=int,
+        default=d.history,
+        help="N earlier submissions, made before the sandbox started, that GET /requests lists: Expired, "
+        "created evenly over --history-days up to --retention-seconds ago, one-day windows 366 days "
+        "before their creation, report names rotating over the dated reports, ids from --seed",
+    )
+    data.add_argument(
+        "--history-days",
+        metavar="DAYS",
+        type=int,
+        default=d.history_days,
+        help="how many days back the --history reaches",
     )
     faults = p.add_argument_group("faults")
     faults.add_argument(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import bisect
 import datetime as dt
 import functools
 import hashlib
@@ -53,7 +52,6 @@ from echo360_sandbox.state import (
     ReportRequest,
     SandboxState,
     iso_z,
-    listing_key,
 )
 from echo360_sandbox.validation import (
     DELIMITERS,
@@ -689,17 +687,18 @@ def _api_router(sandbox: Sandbox) -> APIRouter:
         page: Annotated[str | None, Query(description="Next page (requests_paging=link or header)")] = None,
         cursor: Annotated[str | None, Query(description="Next page (requests_paging=cursor)")] = None,
     ) -> Response:
-        """The institution's requests (or the caller's: ``requests_scope``), newest first, maybe paged."""
+        """The institution's requests (or the caller's: ``requests_scope``), in the ``requests_order``
+        (newest first by default), maybe paged."""
         cfg, now = sandbox.config, time.time()
         scope = request.state.client_id if cfg.requests_scope == "client" else None
-        found = sandbox.state.listing(scope)
         if cfg.requests_page_size == 0:
+            found = sandbox.state.listing(scope, cfg.requests_order)
             return JSONResponse({"requests": [sandbox.request_json(r, now) for r in found]})
         token = cursor if cfg.requests_paging == "cursor" else page
-        first = bisect.bisect_right([listing_key(r) for r in found], _page_key(token)) if token else 0
-        shown = found[first : first + cfg.requests_page_size]
-        more = first + len(shown) < len(found)
-        next_token = _page_token(listing_key(shown[-1])) if more and shown else None
+        shown, more = sandbox.state.listing_page(
+            scope, cfg.requests_order, _page_key(token) if token else None, cfg.requests_page_size
+        )
+        next_token = _page_token(shown[-1]) if more and shown else None
         body: dict[str, Any] = {"requests": [sandbox.request_json(r, now) for r in shown]}
         if cfg.requests_paging == "cursor":
             return JSONResponse({**body, "nextCursor": next_token})
@@ -759,13 +758,15 @@ def _api_router(sandbox: Sandbox) -> APIRouter:
     return router
 
 
-def _page_token(key: tuple[float, str]) -> str:
-    """An opaque page token: where the previous page ended in the listing's order."""
-    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+def _page_token(last: ReportRequest) -> str:
+    """An opaque page token: the request the previous page ended with (its ``created`` and id)."""
+    key = [last.created, last.request_id]
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
 
 
 def _page_key(token: str) -> tuple[float, str]:
-    """The listing position a page token names; a token the sandbox did not make is a 400."""
+    """``(created, request_id)`` of the request a page token names; a token the sandbox did not make
+    is a 400."""
     try:
         created, request_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         return float(created), str(request_id)
@@ -963,13 +964,15 @@ def _control_router(sandbox: Sandbox) -> APIRouter:
 
     @router.get("/requests/{requestId}")
     async def request_info(requestId: str) -> dict[str, Any]:  # noqa: N803
-        """A request with what the API does not show: client, outcome, output options, asset names."""
+        """A request with what the API does not show: client, outcome, forced status, whether it is
+        one of the history, output options, asset names."""
         found = _found(requestId)
         return {
             **sandbox.request_json(found, time.time()),
             "clientId": found.client_id,
             "outcome": found.outcome,
             "forcedStatus": found.forced_status,
+            "history": found.history,
             "output": {"compression": found.compression, "delimiter": found.delimiter},
             "assetNames": [name for name, _ in found.asset_specs()],
         }

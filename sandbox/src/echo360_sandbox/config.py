@@ -39,6 +39,8 @@ REPORTS_SHAPES = ("object", "list")
 REQUESTS_SCOPES = ("institution", "client")
 #: How a page of ``GET /requests`` announces the next one.
 REQUESTS_PAGING = ("link", "cursor", "header")
+#: The order of ``GET /requests``: newest first (as the vendor's example) or oldest first.
+REQUESTS_ORDERS = ("newest", "oldest")
 #: ``GET /request/{id}`` (the page's spelling) or only ``GET /requests/{id}``.
 REQUEST_PATHS = ("singular", "plural")
 #: What the token endpoint answers: every usual field, or ``access_token`` alone.
@@ -56,6 +58,7 @@ DIALECT_CHOICES: dict[str, tuple[Any, ...]] = {
     "reports_shape": REPORTS_SHAPES,
     "requests_scope": REQUESTS_SCOPES,
     "requests_paging": REQUESTS_PAGING,
+    "requests_order": REQUESTS_ORDERS,
     "request_path": REQUEST_PATHS,
     "qanda_name": QANDA_NAMES,
     "token_response": TOKEN_RESPONSES,
@@ -110,10 +113,12 @@ class SandboxConfig:
         ``client``: only those the calling API client submitted (``GET /request/{id}`` of another
         client's request is then ``404`` too). The in-flight limit counts the institution either way.
     :param requests_page_size: ``0``: ``GET /requests`` answers everything at once; ``N``: pages of
-        ``N`` requests, newest first.
+        ``N`` requests, in the ``requests_order``.
     :param requests_paging: how a page announces the next: ``link`` (body field ``next``, an absolute
         URL, ``null`` on the last page), ``cursor`` (body field ``nextCursor``, passed back as
         ``?cursor=``, ``null`` on the last page) or ``header`` (``Link: <url>; rel="next"``).
+    :param requests_order: the order of ``GET /requests``, paged or not: ``newest`` first (the
+        vendor's example) or ``oldest`` first; requests created in the same instant by id either way.
     :param early_status: a status shown instead of ``Pending`` for the first ``early_status_seconds``
         of a request's processing (``Queued``, ``Processing``, ...); it counts as in flight.
     :param early_status_seconds: how long ``early_status`` shows (``None``: half the processing time).
@@ -127,7 +132,20 @@ class SandboxConfig:
         ``Pending`` (else on its first download).
     :param public_url: base URL for signed links (default: the URL the client called).
     :param data_dir: where generated assets are cached (default: a temporary directory).
-    :param seed: seeds the synthetic data, request ids and fault draws.
+    :param history: how many earlier submissions the institution made before the sandbox started, as
+        a year of daily runs leaves them: each ``Expired`` (its report deleted), ``created`` spread
+        evenly from ``history_days`` days before now to ``retention_seconds`` before now, the report
+        names rotating over the catalog's dated reports, the parameters a one-day window starting 366
+        days before the ``created`` date (so never a window of the last year: no history entry has
+        the report and parameters of a request for a recent window). They belong to ``client_id``,
+        so both ``requests_scope`` dialects list them and ``GET /request/{id}`` answers them (no
+        ``signedAssets``). They are never in flight and not counted in the statistics' ``submitted``,
+        ``submissions``, ``clients``, ``statuses`` or ``requests`` (stats ``history`` counts them). Their
+        ids and names depend only on ``seed``. Changing ``history``, ``history_days`` or
+        ``retention_seconds`` at runtime replaces them (requests actually submitted stay); a reset
+        makes them again as configured.
+    :param history_days: how far back the ``history`` reaches, in days.
+    :param seed: seeds the synthetic data, request ids, history and fault draws.
     :param log_level: uvicorn's log level.
     """
 
@@ -160,6 +178,7 @@ class SandboxConfig:
     requests_scope: str = "institution"
     requests_page_size: int = 0
     requests_paging: str = "link"
+    requests_order: str = "newest"
     early_status: str | None = None
     early_status_seconds: float | None = None
     qanda_name: str = "qanda2"
@@ -167,6 +186,8 @@ class SandboxConfig:
     retry_after: bool = True
     bad_credentials_status: int = 401
     pregenerate: bool = True
+    history: int = 0
+    history_days: int = 365
     public_url: str | None = None
     data_dir: str | None = None
     seed: int = 0
@@ -187,8 +208,9 @@ class SandboxConfig:
             "slow_seconds",
         ):
             _check(getattr(self, name) >= 0, name, "a number >= 0")
-        for name in ("rows_per_day", "rate_limit", "max_in_flight", "requests_page_size"):
+        for name in ("rows_per_day", "rate_limit", "max_in_flight", "requests_page_size", "history"):
             _check(getattr(self, name) >= 0, name, "an integer >= 0")
+        _check(self.history_days >= 1, "history_days", "an integer >= 1")
         _check(self.max_rows_per_asset >= 1, "max_rows_per_asset", "an integer >= 1")
         _check(bool(self.in_flight_message.strip()), "in_flight_message", "a non-empty text")
         _check(

@@ -7,6 +7,7 @@ needs a background thread. One lock guards everything: each operation is tiny.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import copy
 import dataclasses
@@ -16,13 +17,14 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from echo360_sandbox.catalog import find_report
+from echo360_sandbox.catalog import REPORTS, find_report
 from echo360_sandbox.config import (
     API_ONLY_FAULTS,
+    DAY_SECONDS,
     DOWNLOAD_ONLY_FAULTS,
     FAULT_KINDS,
     STATUSES,
@@ -40,6 +42,10 @@ _FAULT_SETTINGS = (
     "missing_rate",
     "slow_seconds",
 )
+#: The settings the history is made from: changing one at runtime makes it again.
+_HISTORY_SETTINGS = ("history", "history_days", "retention_seconds")
+#: How many days before its ``created`` date a history entry's one-day window starts.
+HISTORY_WINDOW_DAYS_BACK = 366
 
 
 def submission_key(report_name: str, parameters: Mapping[str, Any]) -> str:
@@ -47,9 +53,15 @@ def submission_key(report_name: str, parameters: Mapping[str, Any]) -> str:
     return report_name + "|" + "&".join(f"{k}={parameters[k]}" for k in sorted(parameters))
 
 
-def listing_key(request: ReportRequest) -> tuple[float, str]:
-    """The order of ``GET /requests``: newest first, then by id (a total order, for stable pages)."""
-    return (-request.created, request.request_id)
+def listing_key(request: ReportRequest, order: str = "newest") -> tuple[float, str]:
+    """The order of ``GET /requests``: by ``created``, newest or ``oldest`` first, then by id (a total
+    order, for stable pages)."""
+    return position_key(request.created, request.request_id, order)
+
+
+def position_key(created: float, request_id: str, order: str) -> tuple[float, str]:
+    """:func:`listing_key` of a request known by its ``created`` time and id (a page token's)."""
+    return (created if order == "oldest" else -created, request_id)
 
 
 def iso_z(timestamp: float) -> str:
@@ -84,6 +96,8 @@ class ReportRequest:
     :param seed: the data seed.
     :param client_id: the API client that submitted it.
     :param forced_status: a status set through the control endpoint, overriding the clock.
+    :param history: made before the sandbox started (``SandboxConfig.history``): ``Expired`` unless
+        forced to another status than ``Available`` (its report is gone); never in flight.
     """
 
     request_id: str
@@ -99,6 +113,7 @@ class ReportRequest:
     seed: int
     client_id: str = ""
     forced_status: str | None = None
+    history: bool = False
 
     @property
     def key(self) -> str:
@@ -108,6 +123,8 @@ class ReportRequest:
         """``Pending`` while in progress, then the outcome, then ``Expired`` (see :meth:`shown_status`)."""
         if self.forced_status is not None and self.forced_status != "Available":
             return self.forced_status
+        if self.history:
+            return "Expired"  # its report was deleted long ago, whatever the retention says
         if self.forced_status is None and now < self.created + self.processing_seconds:
             return "Pending"
         outcome = self.forced_status or self.outcome
@@ -153,6 +170,10 @@ class ReportRequest:
         ]
 
 
+#: A sorted listing of ``GET /requests`` and its listing keys.
+_Listing = tuple[tuple[ReportRequest, ...], list[tuple[float, str]]]
+
+
 @dataclass
 class Stats:
     """What the sandbox saw since it started or was last reset."""
@@ -186,7 +207,11 @@ class SandboxState:
         self.initial_config = copy.deepcopy(config)
         self.config = copy.deepcopy(config)
         self.lock = threading.Lock()
-        self.requests: dict[str, ReportRequest] = {}
+        self.requests: dict[str, ReportRequest] = {}  # those submitted since the start
+        self.history: dict[str, ReportRequest] = {}  # those made before (config.history)
+        # GET /requests in each order (and API client, for requests_scope=client), with the
+        # listing keys to bisect: made on first use, dropped whenever a request comes or goes.
+        self._listings: dict[tuple[str | None, str], _Listing] = {}
         self.tokens: dict[str, float] = {}  # access token -> expiry (Unix time)
         self.token_clients: dict[str, str] = {}  # access token -> the API client it was issued to
         self.refresh_tokens: dict[str, str] = {}  # unspent refresh token -> its API client
@@ -196,6 +221,7 @@ class SandboxState:
         self.signing_key = secrets.token_bytes(32)  # per server: a restart invalidates old links
         self._rng = random.Random(config.seed)
         self._calls: collections.deque[float] = collections.deque()  # monotonic times in the window
+        self._make_history(time.time())
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -250,6 +276,7 @@ class SandboxState:
                 client_id=client_id,
             )
             self.requests[request.request_id] = request
+            self._listings.clear()
             self.stats.clients[client_id] += 1
             if injected:
                 self.stats.injected += 1
@@ -265,8 +292,9 @@ class SandboxState:
         self.stats.max_in_flight = max(self.stats.max_in_flight, self.in_flight(now))
 
     def get(self, request_id: str) -> ReportRequest | None:
+        """A request submitted since the start or one of the history."""
         with self.lock:
-            return self.requests.get(request_id)
+            return self.requests.get(request_id) or self.history.get(request_id)
 
     def status(self, request: ReportRequest, now: float) -> str:
         return request.status(now, self.config.retention_seconds)
@@ -274,18 +302,88 @@ class SandboxState:
     def status_shown(self, request: ReportRequest, now: float) -> str:
         return request.shown_status(now, self.config)
 
-    def listing(self, client_id: str | None = None) -> list[ReportRequest]:
-        """Every request (of ``client_id`` only, if given), newest first as the vendor's example lists
-        them; requests made in the same instant come in the order of their ids."""
+    def listing(self, client_id: str | None = None, order: str = "newest") -> Sequence[ReportRequest]:
+        """Every request, history included (of ``client_id`` only, if given), ``newest`` first as the
+        vendor's example lists them or ``oldest`` first; requests made in the same instant come in
+        the order of their ids."""
         with self.lock:
-            found = [r for r in self.requests.values() if client_id is None or r.client_id == client_id]
-        return sorted(found, key=listing_key)
+            return self._listing(client_id, order)[0]
+
+    def listing_page(
+        self, client_id: str | None, order: str, after: tuple[float, str] | None, size: int
+    ) -> tuple[Sequence[ReportRequest], bool]:
+        """Up to ``size`` requests of :meth:`listing` that come after the request ``after`` names
+        (``(created, request_id)``, a page token's; ``None``: from the first) and whether more follow.
+
+        The position is found by bisection, so a page costs the same wherever it is, and a request
+        arriving (or gone) meanwhile shifts nothing else.
+        """
+        with self.lock:
+            found, keys = self._listing(client_id, order)
+        first = bisect.bisect_right(keys, position_key(*after, order)) if after is not None else 0
+        shown = found[first : first + size]
+        return shown, first + len(shown) < len(found)
+
+    def _listing(self, client_id: str | None, order: str) -> _Listing:
+        """:meth:`listing` and its keys, sorted once per change of the requests (hold the lock)."""
+        cached = self._listings.get((client_id, order))
+        if cached is None:
+            everything = [*self.requests.values(), *self.history.values()]
+            found = sorted(
+                (r for r in everything if client_id is None or r.client_id == client_id),
+                key=lambda r: listing_key(r, order),
+            )
+            cached = tuple(found), [listing_key(r, order) for r in found]
+            self._listings[(client_id, order)] = cached
+        return cached
+
+    def _make_history(self, now: float) -> None:
+        """Replace the history by ``config.history`` requests made before ``now`` (hold the lock).
+
+        ``created`` is spread evenly from ``history_days`` before ``now`` to ``retention_seconds``
+        before it, oldest first; report names rotate over the dated reports; ids come from ``seed``.
+        """
+        cfg = self.config
+        self.history = {}
+        self._listings.clear()
+        count = cfg.history
+        if count == 0:
+            return
+        dated = [name for name, report in REPORTS.items() if report.is_dated]
+        rng = random.Random(f"echo360-sandbox-history:{cfg.seed}")  # not the ids of submissions
+        newest = now - cfg.retention_seconds
+        oldest = min(now - cfg.history_days * DAY_SECONDS, newest)
+        step = (newest - oldest) / (count - 1) if count > 1 else 0.0
+        for index in range(count):
+            created = newest if index == count - 1 else oldest + index * step
+            first_day = dt.datetime.fromtimestamp(created, dt.UTC).date() - dt.timedelta(
+                days=HISTORY_WINDOW_DAYS_BACK
+            )
+            request = ReportRequest(
+                request_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                report_name=dated[index % len(dated)],
+                parameters={
+                    "start": first_day.isoformat(),
+                    "end": (first_day + dt.timedelta(days=1)).isoformat(),
+                },
+                compression=True,
+                delimiter=",",
+                created=created,
+                processing_seconds=0.0,
+                outcome="Available",
+                rows_per_day=cfg.rows_per_day,
+                max_rows_per_asset=cfg.max_rows_per_asset,
+                seed=cfg.seed,
+                client_id=cfg.client_id,
+                history=True,
+            )
+            self.history[request.request_id] = request
 
     def force_status(self, request_id: str, status: str, now: float) -> ReportRequest | None:
         if status not in STATUSES:
             raise ValueError(f"Invalid status {status!r}: allowed is one of {list(STATUSES)}")
         with self.lock:
-            request = self.requests.get(request_id)
+            request = self.requests.get(request_id) or self.history.get(request_id)
             if request is not None:
                 request.forced_status = status
                 self._note_in_flight(now)
@@ -386,9 +484,15 @@ class SandboxState:
             return {name: getattr(self.config, name) for name in _FAULT_SETTINGS}
 
     def update_config(self, changes: dict[str, Any]) -> SandboxConfig:
-        """Apply a partial update of the runtime settings (validated; see :meth:`SandboxConfig.updated`)."""
+        """Apply a partial update of the runtime settings (validated; see :meth:`SandboxConfig.updated`).
+
+        A change of ``history``, ``history_days`` or ``retention_seconds`` makes the history again.
+        """
         with self.lock:
-            self.config = self.config.updated(changes)
+            before = self.config
+            self.config = before.updated(changes)
+            if any(getattr(before, name) != getattr(self.config, name) for name in _HISTORY_SETTINGS):
+                self._make_history(time.time())
             return self.config
 
     def update_faults(self, changes: dict[str, Any]) -> dict[str, Any]:
@@ -428,6 +532,7 @@ class SandboxState:
                 "outcomes": {key: list(values) for key, values in s.outcomes.items()},
                 "statuses": dict(statuses),
                 "requests": len(self.requests),
+                "history": len(self.history),
                 "calls": dict(s.calls),
                 "tokens_issued": s.tokens_issued,
                 "tokens_refused": s.tokens_refused,
@@ -437,7 +542,10 @@ class SandboxState:
             }
 
     def reset(self, *, faults: bool = False, config: bool = False) -> None:
-        """Forget requests, statistics and the rate window; maybe restore the starting settings."""
+        """Forget requests, statistics and the rate window; maybe restore the starting settings.
+
+        The history is made again as the (maybe restored) settings say.
+        """
         with self.lock:
             self.requests.clear()
             self.stats = Stats()
@@ -447,3 +555,4 @@ class SandboxState:
             elif faults:
                 restore = {name: getattr(self.initial_config, name) for name in _FAULT_SETTINGS}
                 self.config = dataclasses.replace(self.config, **restore)
+            self._make_history(time.time())

@@ -34,6 +34,7 @@ import json
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -744,3 +745,9 @@ class AirflowStack:
 def dump_json(obj: Any) -> str:
     """Pretty JSON for assertion messages."""
     return json.dumps(obj, indent=2, sort_keys=True, default=str)
+
+
+def task_pids(ti_id: str) -> list[int]:
+    """The processes of a running task instance: the Task SDK titles them ``airflow worker -- <ti id>``."""
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
+    return [int(line.split(None, 1)[0]) for line in out.splitlines() if f"airflow worker -- {ti_id}" in line]

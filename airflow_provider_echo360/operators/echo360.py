@@ -150,13 +150,16 @@ class SubmitReportOperator(BaseOperator):
     interval (a manual trigger) gets the last UTC day that ended before the run. Everything is
     validated before any API call. The request id is returned (XCom ``return_value``).
 
-    Before submitting, a matching request still in progress or ``Available`` (same report,
-    parameters and output options) is adopted instead, so that a retry, a cleared task or a second
-    run of the same window costs no extra slot; a request whose output options may differ is never
-    adopted. When the institution already has 3 requests in progress, the task is rescheduled (no
-    worker and no pool slot held) and tries again. A refused submission is taken for the cap when
-    requests are in progress (the API's wording and status for it are undocumented): the task waits
-    the same way; with none in progress it fails at once with the API's message. Windows whose data
+    The task remembers its submission where retries, reschedules and clears find it (the task state
+    store on Airflow 3.3+, an Airflow Variable per window on every version; see
+    :mod:`airflow_provider_echo360.submissions`): a retry whose request is still in progress or
+    ``Available`` looks it up (one call) and submits nothing. A first try adopts a matching request
+    that another run of this Airflow recorded, or that a bounded read of the API's listing shows
+    (same report, parameters and output options), so that a second run of the same window costs no
+    extra slot; a request whose output options may differ is never adopted. A refused submission is
+    a wait for the cap (the API's wording for it is undocumented): the task is rescheduled (no worker
+    and no pool slot held) and tries again, for at most ``timeout`` from the first refusal; where the
+    listing shows nothing in progress it fails at once with the API's message. Windows whose data
     is not yet complete (``end`` less than ``data_lag`` ago) are waited for the same way.
 
     With ``wait_for_completion``, the task then waits until the request leaves ``Pending``:
@@ -176,15 +179,15 @@ class SubmitReportOperator(BaseOperator):
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     :param poll_interval: time between two looks at the request while it is in progress
         (a ``timedelta`` or seconds).
-    :param timeout: the longest wait for the report to be ready (a ``timedelta`` or seconds).
+    :param timeout: the longest wait for the report to be ready, and for the API to accept a
+        submission it keeps refusing (a ``timedelta`` or seconds).
     :param reuse_existing: adopt a matching ``Pending``/``Available`` request instead of submitting.
     :param reuse_max_age: how old an ``Available`` request may be to be adopted (default: 13 days for
         dated reports; 12 hours for undated ones such as ``asset``, a snapshot that should be fresh).
     :param data_lag: how long after a window's end its data is complete (0 to submit at once;
         a ``timedelta`` or seconds).
     :param max_resubmits: how many times a ``Failed``/``Missing`` request is submitted again.
-    :param cap_wait: how long to wait before trying again when 3 requests are in flight
-        (a ``timedelta`` or seconds).
+    :param cap_wait: how long to wait before trying again after a refusal (a ``timedelta`` or seconds).
     :param echo360_conn_id: the ``echo360`` connection. Templated.
     """
 

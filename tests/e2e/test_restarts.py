@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 
 import pytest
 
+from devtools.airflow_stack import task_pids
 from devtools.checks import (
     assert_landed_byte_identical,
     assert_no_open_uploads,
@@ -83,9 +83,3 @@ def test_a_task_killed_in_the_middle_of_a_transfer_is_retried_and_writes_each_ob
     assert_written_once(env, landed)
     assert_no_open_uploads(env)  # the killed attempt's open upload was aborted by the retry
     assert_one_submission_per_window(env.sandbox.stats(), expected)
-
-
-def task_pids(ti_id: str) -> list[int]:
-    """The task process: the Task SDK titles it ``airflow worker -- <task instance id>``."""
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
-    return [int(line.split(None, 1)[0]) for line in out.splitlines() if f"airflow worker -- {ti_id}" in line]

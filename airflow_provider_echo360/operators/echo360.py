@@ -78,9 +78,14 @@ def reusable_request(
     output: OutputOptions,
     *,
     max_age: dt.timedelta = REUSABLE_AGE,
+    complete_at: dt.datetime | None = None,
     now: dt.datetime | None = None,
 ) -> ReportRequest | None:
     """The newest request for the same report and parameters that is still worth adopting.
+
+    With ``complete_at`` (when the window's data is complete), only a request created since then
+    qualifies: an earlier one holds the window as it was, incomplete, and one that shows no creation
+    time cannot be told apart from it.
 
     In-progress requests qualify, and ``Available`` ones younger than ``max_age`` whose asset names
     agree with the compression asked for. A request whose output options the API shows must match
@@ -94,6 +99,8 @@ def reusable_request(
         if request.report_name != report_name or dict(request.parameters) != dict(parameters):
             return False
         if request.output is not None and request.output != output:
+            return False
+        if complete_at is not None and (request.created is None or request.created < complete_at):
             return False
         if request.in_progress:
             return request.output is not None
@@ -299,9 +306,7 @@ class SubmitReportOperator(BaseOperator):
         and within ``reuse_max_age``.
         """
         own = memory.is_own(record)
-        if not own and (
-            not self.reuse_existing or dt.datetime.now(dt.UTC) - record.sent_at > self.reuse_age(parameters)
-        ):
+        if not own and not self._may_adopt(record.sent_at, parameters):
             return None
         if record.outcome is Outcome.REFUSED:
             return None
@@ -329,6 +334,12 @@ class SubmitReportOperator(BaseOperator):
         memory.forget()
         return None
 
+    def _may_adopt(self, created: dt.datetime, parameters: Mapping[str, str]) -> bool:
+        """Whether another run's request made at ``created`` may stand for this window."""
+        complete_at = self._complete_at(parameters)
+        recent = dt.datetime.now(dt.UTC) - created <= self.reuse_age(parameters)
+        return self.reuse_existing and recent and (complete_at is None or created >= complete_at)
+
     def _lost_answer(
         self, memory: SubmissionMemory, record: Submission, parameters: Mapping[str, str]
     ) -> ReportRequest | None:
@@ -348,7 +359,12 @@ class SubmitReportOperator(BaseOperator):
         max_age = min(self.reuse_age(parameters), REUSABLE_AGE)
         listing = self.hook.find_requests(dt.datetime.now(dt.UTC) - max_age)
         request = reusable_request(
-            listing.requests, self.api_report_name, parameters, self.output_options, max_age=max_age
+            listing.requests,
+            self.api_report_name,
+            parameters,
+            self.output_options,
+            max_age=max_age,
+            complete_at=self._complete_at(parameters),
         )
         if request is None or request.output is not None:
             return request
@@ -410,15 +426,19 @@ class SubmitReportOperator(BaseOperator):
         self.api_report_name = self.hook.resolve_report_name(self.report_name)
         return validated
 
-    def _wait_for_complete_data(self, parameters: Mapping[str, str]) -> None:
-        if "end" not in parameters or not self.data_lag:
-            return
+    def _complete_at(self, parameters: Mapping[str, str]) -> dt.datetime | None:
+        """When the window's data is complete: ``data_lag`` after its end (``None``: undated)."""
+        if "end" not in parameters:
+            return None
         end = dt.datetime.combine(dt.date.fromisoformat(parameters["end"]), dt.time(0), dt.UTC)
-        complete_at = end + dt.timedelta(seconds=self.data_lag)
+        return end + dt.timedelta(seconds=self.data_lag)
+
+    def _wait_for_complete_data(self, parameters: Mapping[str, str]) -> None:
+        complete_at = self._complete_at(parameters)
+        if complete_at is None or not self.data_lag:
+            return
         if complete_at > dt.datetime.now(dt.UTC):
-            self.log.info(
-                "Data for the window ending %s is complete at %s: waiting until then.", end, complete_at
-            )
+            self.log.info("Data for this window is complete at %s: waiting until then.", complete_at)
             raise AirflowRescheduleException(reschedule_date=complete_at)
 
     # -- submitting ----------------------------------------------------------------------------

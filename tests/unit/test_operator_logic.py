@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from types import SimpleNamespace
 from unittest import mock
 
@@ -542,3 +543,32 @@ def test_airflow_dags_test_finds_the_ready_request_in_the_record_not_the_listing
     op.hook.find_requests.reset_mock()
     assert op.execute_complete(task_context(store), "success") == "r1"
     op.hook.find_requests.assert_not_called()
+
+
+def test_a_request_made_before_its_windows_data_was_complete_is_never_adopted(variables):
+    today = pendulum.now("UTC").start_of("day")
+    start, end = today.subtract(days=5), today.subtract(days=4)  # complete 48 h after: 2 days ago
+    window = {"start": start.to_date_string(), "end": end.to_date_string()}
+
+    def made(created, request_id):
+        return ReportRequest(request_id, "Available", "videoview", window, created, (f"{request_id}.csv.gz",))
+
+    op = operator(wait_for_completion=False)
+    ctx = context(start=start.isoformat(), end=end.isoformat())
+    listed(op, [made(today.subtract(days=3), "early"), made(None, "undated")])
+    assert op.execute(ctx) == "r1"  # submitted anew
+    variables.clear()
+    listed(op, [made(today.subtract(days=3), "early"), made(today.subtract(days=1), "complete")])
+    assert op.execute(ctx) == "complete"
+    # What another run of this Airflow recorded is held to the same rule.
+    variables.clear()
+    listed(op, [])
+    early = operator(wait_for_completion=False, data_lag=0)  # a run that did not wait for the data
+    early.hook.submit_request.return_value = request("Available", "early", params=window)
+    assert early.execute(context(start=start.isoformat(), end=end.isoformat())) == "early"  # another run
+    ((key, text),) = variables.items()
+    record = json.loads(text)
+    assert record["request_id"] == "early"
+    variables[key] = json.dumps({**record, "sent_at": today.subtract(days=3).isoformat()})  # made then
+    assert op.execute(ctx) == "r1"
+    op.hook.get_request.assert_not_called()

@@ -585,6 +585,11 @@ class AirflowStack:
             "/assets/events", "asset_events", {"source_dag_id": dag_id, "order_by": "timestamp"}
         )
 
+    def variables(self, prefix: str = "") -> dict[str, str]:
+        """The Variables whose key starts with ``prefix``: key -> value (``GET <api>/variables``)."""
+        every = self._paged("/variables", "variables")
+        return {v["key"]: v["value"] for v in every if v["key"].startswith(prefix)}
+
     def create_pool(
         self, name: str, slots: int, include_deferred: bool = True, description: str | None = None
     ) -> dict[str, Any]:

@@ -92,6 +92,20 @@ def test_the_cap_held_and_each_window_was_submitted_once(backfilled):
     assert_one_submission_per_window(backfilled.stats, windows(backfilled.days))
 
 
+def test_each_submission_is_recorded_in_a_variable_where_a_retry_finds_it(env, backfilled):
+    """Airflow 2 has no task state store: each submit task records its request in a Variable named
+    after its window, the record a retry, a clear or another run reads instead of the listing."""
+    records = [json.loads(value) for value in env.stack.variables("echo360_submission_").values()]
+    submitted = {
+        env.stack.xcom(DAILY_DAG, run["dag_run_id"], task_id)
+        for run in backfilled.runs
+        for task_id in SUBMITS
+    }
+    assert {record["request_id"] for record in records} == submitted
+    assert {record["outcome"] for record in records} == {"submitted"}
+    assert len(records) == len(submitted) == DAYS * len(SUBMITS)
+
+
 def test_the_pool_counted_deferred_submit_tasks(backfilled):
     """The pool held at most 3 submit tasks running, queued or deferred, and deferred ones took its
     slots: with 12 submits to run, a pool that left deferred tasks out would have run more."""

@@ -9,6 +9,7 @@ The long version, with fresh and aged institutions side by side on Airflow 3.3 a
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import signal
@@ -74,6 +75,9 @@ def test_a_backfill_with_5000_listed_reads_one_listing_page_a_window_at_most(env
     api_calls = sum(n for endpoint, n in calls.items() if "token" not in endpoint)
     print(f"\n{api_calls / count:.1f} API calls per window with {HISTORY} listed: {calls}")
     assert backfilled.stats["refused_rate_limited"] == 0
+    # Each window's request is recorded where another run or DAG of this Airflow finds it.
+    records = [json.loads(value) for value in env.stack.variables("echo360_submission_").values()]
+    assert len(records) == count and {record["outcome"] for record in records} == {"submitted"}
 
 
 def test_a_submit_task_killed_while_it_waits_in_the_worker_is_retried_and_submits_nothing(env):

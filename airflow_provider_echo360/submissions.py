@@ -12,7 +12,7 @@ and again as soon as the answer names the request:
   task's own record. Only tasks of that window write it.
 
 A record is used only when it is for the very window, report and output asked for, and younger than
-the API's 14-day retention. Nothing here calls the API.
+the API's 14-day retention (an older one names nothing usable). Nothing here calls the API.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from airflow.providers.common.compat.sdk import Variable
 
-from airflow_provider_echo360.hooks.model import OutputOptions
+from airflow_provider_echo360.hooks.model import RETENTION, OutputOptions
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 TASK_STATE_KEY = "echo360_submission"
 #: The prefix of the Variables named after a window.
 VARIABLE_PREFIX = "echo360_submission_"
-#: The API deletes a request's report 14 days after submission: an older record names nothing usable.
-RETENTION = dt.timedelta(days=14)
 
 
 @dataclass(frozen=True)

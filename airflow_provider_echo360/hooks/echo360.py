@@ -287,8 +287,7 @@ class Echo360Hook(BaseHook):
 
         def sent_by_us(request: ReportRequest) -> bool:
             return (
-                request.report_name == name
-                and dict(request.parameters) == dict(params)
+                request.is_for(name, params)
                 and (request.in_progress or request.is_available)
                 and (request.created is None or request.created >= since)
                 and request.output in (None, output)

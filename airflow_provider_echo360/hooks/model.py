@@ -41,7 +41,17 @@ class ReportStatus(StrEnum):
     def is_terminal(self) -> bool:
         return self is not ReportStatus.PENDING
 
+    @classmethod
+    def named(cls, text: str) -> ReportStatus | None:
+        """The status ``text`` names, in any case (``AVAILABLE`` is ``Available``); ``None`` if none."""
+        return _STATUSES_FOLDED.get(str(text).strip().casefold())
 
+
+_STATUSES_FOLDED = {status.value.casefold(): status for status in ReportStatus}
+
+
+#: The API deletes a request's report this long after its submission.
+RETENTION = dt.timedelta(days=14)
 #: Terminal statuses that end a wait with an error.
 FAILED_STATUSES = frozenset({ReportStatus.FAILED, ReportStatus.MISSING, ReportStatus.EXPIRED})
 #: Terminal statuses that a new submission of the same request may cure (the vendor: "try again").
@@ -52,16 +62,21 @@ _warned_lock = threading.Lock()
 
 
 def parse_status(text: str) -> ReportStatus | None:
-    """The status named ``text``, or ``None`` for one the page does not name (warned about once)."""
-    try:
-        return ReportStatus(text)
-    except ValueError:
+    """The status named ``text`` in any case, or ``None`` for one the page does not name (warned
+    about once: it is waited out, up to the request's retention)."""
+    status = ReportStatus.named(text)
+    if status is None:
         with _warned_lock:
             first = text not in _warned_statuses
             _warned_statuses.add(text)
         if first:
-            log.warning("Echo360 reported the unknown status %r: treated as still in progress.", text)
-        return None
+            log.warning(
+                "Echo360 reported the unknown status %r: treated as still in progress, up to the "
+                "request's %d-day retention.",
+                text,
+                RETENTION.days,
+            )
+    return status
 
 
 @dataclass(frozen=True)
@@ -116,7 +131,7 @@ class ReportRequest:
             request_id=str(data.get("requestId") or data.get("id") or ""),
             status=str(data.get("status") or ""),
             report_name=str(data.get("reportName") or ""),
-            parameters={str(k): str(v) for k, v in (data.get("parameters") or {}).items()},
+            parameters={str(k): echoed_value(v) for k, v in (data.get("parameters") or {}).items()},
             created=parse_timestamp(data.get("created")),
             assets=assets,
             output=OutputOptions.from_api(data.get("output")),
@@ -129,13 +144,23 @@ class ReportRequest:
 
     @property
     def in_progress(self) -> bool:
-        """``Pending``, or a status the page does not name: it counts against the cap of 3."""
+        """``Pending``, or a status the page does not name: it counts against the cap of 3. An unknown
+        status is waited out only until the request's retention has passed: nothing is left then."""
         status = self.known_status
-        return status is None or not status.is_terminal
+        if status is None:
+            return self.created is None or dt.datetime.now(dt.UTC) - self.created < RETENTION
+        return not status.is_terminal
 
     @property
     def is_available(self) -> bool:
-        return self.status == ReportStatus.AVAILABLE.value
+        return ReportStatus.named(self.status) is ReportStatus.AVAILABLE
+
+    def is_for(self, report_name: str, parameters: Mapping[str, str]) -> bool:
+        """Whether this request asks for ``report_name`` with ``parameters``, as values: names in any
+        case, dates in any ISO form (the echo was read into ``YYYY-MM-DD`` already)."""
+        return self.report_name.casefold() == report_name.casefold() and dict(self.parameters) == dict(
+            parameters
+        )
 
 
 @dataclass(frozen=True)
@@ -151,6 +176,16 @@ class RequestListing:
     requests: tuple[ReportRequest, ...]
     complete: bool
     pages: int
+
+
+def echoed_value(value: Any) -> str:
+    """A parameter as the API echoed it, as submitted: a midnight timestamp (``2026-01-01T00:00:00.000Z``)
+    is the date it stands for; anything else is kept as text."""
+    text = str(value)
+    moment = parse_timestamp(text) if len(text) > 10 else None
+    if moment is not None and moment.astimezone(dt.UTC).time() == dt.time(0):
+        return moment.astimezone(dt.UTC).date().isoformat()
+    return text
 
 
 def parse_timestamp(value: Any) -> dt.datetime | None:

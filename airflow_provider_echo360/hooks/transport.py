@@ -410,11 +410,25 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+def json_of(response: httpx.Response, what: str) -> Any:
+    """The JSON body of a successful answer. A body that is none (a proxy's HTML page with a 200) is
+    taken for a transient failure, named by its content type and first bytes."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        content_type = response.headers.get("Content-Type", "no Content-Type")
+        head = " ".join(response.text[:80].split())
+        message = f"{what}: the answer is not JSON ({content_type}): {head!r}"
+        raise RetryableAnswer(response.status_code, message, None) from None
+
+
 def read_answer(response: httpx.Response, what: str, settings: ConnectionSettings) -> Any:
     """The JSON of a successful answer; otherwise the error that says what the answer means."""
     status = response.status_code
     if 200 <= status < 300:
-        return response.json() if response.content else None
+        return json_of(response, what)
     message = api_message(response)
     if status == 401:
         raise Echo360AuthError(

@@ -35,7 +35,6 @@ from airflow_provider_echo360.hooks.model import (
     OutputOptions,
     ReportRequest,
     ReportStatus,
-    parse_status,
 )
 from airflow_provider_echo360.reports import (
     CATALOG,
@@ -96,7 +95,7 @@ def reusable_request(
     now = now or dt.datetime.now(dt.UTC)
 
     def fits(request: ReportRequest) -> bool:
-        if request.report_name != report_name or dict(request.parameters) != dict(parameters):
+        if not request.is_for(report_name, parameters):
             return False
         if request.output is not None and request.output != output:
             return False
@@ -115,9 +114,9 @@ def reusable_request(
 def raise_for_event(event: Mapping[str, Any]) -> str:
     """Return the request id of an ``Available`` event; raise a clear error for any other."""
     status, request_id = str(event.get("status")), str(event.get("request_id"))
-    if status == ReportStatus.AVAILABLE.value:
+    if ReportStatus.named(status) is ReportStatus.AVAILABLE:
         return request_id
-    if parse_status(status) in FAILED_STATUSES:
+    if ReportStatus.named(status) in FAILED_STATUSES:
         raise Echo360RequestFailedError(request_id, status)
     raise Echo360WaitError(
         f"Waiting for Echo360 request {request_id} ended ({status}): {event.get('message')}"
@@ -571,7 +570,7 @@ class SubmitReportOperator(BaseOperator):
         resubmits_left: int,
         event: Mapping[str, Any] | None = None,
     ) -> str:
-        if parse_status(status) in RESUBMITTABLE and resubmits_left > 0:
+        if ReportStatus.named(status) in RESUBMITTABLE and resubmits_left > 0:
             self.log.warning(
                 "Request %s is %s; submitting it again (%d left).", request_id, status, resubmits_left
             )

@@ -110,7 +110,8 @@ class ReportStatusTrigger(BaseTrigger):
                 yield TaskSuccessEvent()
                 return
             if not request.in_progress:
-                yield self._event(request.status, f"request {self.request_id} is {request.status}")
+                status = request.known_status.value if request.known_status else request.status
+                yield self._event(status, f"request {self.request_id} is {request.status}")
                 return
             self.log.info(
                 "Echo360 request %s is %s; next look in %ss",

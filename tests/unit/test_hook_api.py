@@ -20,6 +20,7 @@ import pytest
 from airflow_provider_echo360.exceptions import (
     Echo360AuthError,
     Echo360SubmissionRefusedError,
+    Echo360TransientError,
     Echo360ValidationError,
 )
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook, sniff_output
@@ -366,3 +367,49 @@ def test_a_listing_that_shows_output_options_is_read():
     )
     assert request.output == OutputOptions(False, "\t")
     assert ReportRequest.from_api({"requestId": "r", "status": "Pending"}).output is None
+
+
+def test_echoes_are_read_as_values_dates_in_any_iso_form_names_and_statuses_in_any_case():
+    echoed = ReportRequest.from_api(
+        {
+            "requestId": "r",
+            "status": "AVAILABLE",
+            "reportName": "VIDEOVIEW",
+            "parameters": {"start": "2026-01-01T00:00:00.000Z", "end": "2026-01-02T00:00:00+00:00"},
+        }
+    )
+    assert echoed.is_for("videoview", {"start": "2026-01-01", "end": "2026-01-02"})
+    assert echoed.is_available and not echoed.in_progress
+    assert not echoed.is_for("videoview", {"start": "2026-01-01", "end": "2026-01-03"})
+    noon = ReportRequest.from_api({"requestId": "r", "parameters": {"start": "2026-01-01T12:00:00Z"}})
+    assert noon.parameters == {"start": "2026-01-01T12:00:00Z"}  # not a date: kept as it came
+    assert ReportRequest.from_api({"requestId": "r", "status": "pending"}).in_progress
+
+
+def test_an_unknown_status_is_waited_out_only_until_the_requests_retention_has_passed():
+    def made(days_ago):
+        created = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago)).isoformat()
+        return ReportRequest.from_api({"requestId": "r", "status": "Cancelled", "created": created})
+
+    assert made(1).in_progress and not made(1).is_available
+    assert not made(15).in_progress
+
+
+def test_an_answer_that_is_not_json_is_a_transient_failure_that_names_what_came(api):
+    answers = iter(
+        [
+            httpx.Response(
+                200,
+                text="<html><body><h1>Bad gateway</h1></body></html>",
+                headers={"Content-Type": "text/html"},
+            ),
+            httpx.Response(200, json={"requestId": "r1", "status": "Pending", "reportName": "notes"}),
+        ]
+    )
+    api.routes["GET /request/r1"] = lambda r: next(answers)
+    assert hook_on(api).get_request("r1").in_progress  # retried
+    api.routes["GET /request/r2"] = lambda r: httpx.Response(
+        200, text="<html>proxy</html>", headers={"Content-Type": "text/html"}
+    )
+    with pytest.raises(Echo360TransientError, match=r"not JSON \(text/html\): '<html>proxy</html>'"):
+        hook_on(api, max_retries=1).get_request("r2")

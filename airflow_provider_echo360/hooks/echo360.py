@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: A listing longer than this many pages is cut short (a cursor that never ends).
 MAX_PAGES = 1000
+#: Answers to a signed URL that a fresh URL may cure: S3's 400 ``ExpiredToken`` (temporary
+#: credentials), 403 (expired signature), 404 (a link that died early).
+URL_REFUSED = frozenset({400, 403, 404})
 #: How far the API's clock may be behind ours when looking for a submission whose answer was lost.
 CLOCK_SKEW = dt.timedelta(minutes=2)
 
@@ -120,7 +123,8 @@ class Echo360Hook(BaseHook):
     The connection holds the API client id (login) and secret (password), and either a region
     (extra ``region``: ``us``, ``uk``, ``au`` or ``ca``) or a base URL (host). Optional extras:
     ``calls_per_minute`` (client-side rate limit, default 120), ``timeout`` (seconds, default 30),
-    ``max_retries`` (default 6), ``backoff_seconds`` (default 1).
+    ``max_retries`` (default 6), ``backoff_seconds`` (default 1), ``allow_http_downloads`` (fetch
+    signed URLs over plain ``http`` too, as the vendor's example shows them; default false).
 
     Tokens come from OAuth2 client credentials, cached per connection and shared by every hook in
     the process, renewed before expiry and once on a 401. Transient failures (network errors,
@@ -309,7 +313,7 @@ class Echo360Hook(BaseHook):
         refuses a second auth mechanism), over ``https`` only (``http`` for loopback hosts), following
         redirects to ``https`` URLs only. Errors name the URL without its signature.
 
-        :raises Echo360AssetUrlExpiredError: the URL was refused (403): get a fresh one.
+        :raises Echo360AssetUrlExpiredError: the URL was refused (400, 403, 404): get a fresh one.
         :raises Echo360DownloadError: the download could not start (after retries): start it over.
         """
         mask_url_signature(signed_url)
@@ -317,13 +321,15 @@ class Echo360Hook(BaseHook):
         with httpx.Client(timeout=httpx.Timeout(300.0, connect=10.0)) as client:
             try:
                 connect = retrying(self.settings, what=f"download of {safe}")
-                response = connect(_open_download, client, signed_url)
+                allow_http = self.settings.allow_http_downloads
+                response = connect(_open_download, client, signed_url, allow_http=allow_http)
             except Echo360TransientError as error:
                 raise Echo360DownloadError(f"Could not download {safe}: {error}") from None
             try:
-                if response.status_code == 403:
+                if response.status_code in URL_REFUSED:
                     raise Echo360AssetUrlExpiredError(
-                        f"The signed URL for {safe} was refused (403): it has expired."
+                        f"The signed URL for {safe} was refused ({response.status_code}): it has expired "
+                        "or its credentials did."
                     )
                 if response.status_code != 200:
                     raise Echo360DownloadError(f"Download of {safe} answered {response.status_code}.")
@@ -465,20 +471,28 @@ class Echo360Hook(BaseHook):
         return Answer(read_answer(response, call.what, self.settings), response.headers)
 
 
-def check_download_url(url: str) -> None:
-    """Refuse a signed URL (or a redirect) that is not ``https``, loopback hosts aside."""
+def check_download_url(url: str, *, allow_http: bool = False) -> None:
+    """Refuse a signed URL (or a redirect) that is not ``https``, loopback hosts and ``allow_http`` aside."""
     parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname or "")):
+    if parts.scheme == "https":
+        return
+    if parts.scheme == "http" and (allow_http or is_loopback(parts.hostname or "")):
         return
     raise Echo360ValidationError(
-        "signed URL", redact_url(url), "an https:// URL (http:// only for loopback hosts)"
+        "signed URL",
+        redact_url(url),
+        "an https:// URL (http:// only for loopback hosts, or with the connection's extra "
+        '"allow_http_downloads": true)',
     )
 
 
-def _open_download(client: httpx.Client, url: str, max_redirects: int = 5) -> httpx.Response:
-    """The streaming answer for ``url``, following redirects to ``https`` URLs only."""
+def _open_download(
+    client: httpx.Client, url: str, *, allow_http: bool = False, max_redirects: int = 5
+) -> httpx.Response:
+    """The streaming answer for ``url``, following redirects to ``https`` URLs only (``http`` too
+    with ``allow_http``)."""
     for _ in range(max_redirects + 1):
-        check_download_url(url)
+        check_download_url(url, allow_http=allow_http)
         request = client.build_request("GET", url, headers={"Accept-Encoding": "identity"})
         response = client.send(request, stream=True)
         if response.is_redirect:

@@ -87,6 +87,8 @@ class ConnectionSettings:
     :param timeout: seconds to wait for an API answer.
     :param max_retries: attempts after the first on transient failures.
     :param backoff_seconds: the first retry's wait; each later one doubles it (up to a minute).
+    :param allow_http_downloads: fetch signed asset URLs over plain ``http`` too (off: ``https``
+        only, loopback hosts aside). The vendor's own example URL is ``http``.
     """
 
     base_url: str
@@ -96,6 +98,7 @@ class ConnectionSettings:
     timeout: float = 30.0
     max_retries: int = 6
     backoff_seconds: float = 1.0
+    allow_http_downloads: bool = False
 
     @classmethod
     def from_connection(cls, conn: Any) -> ConnectionSettings:
@@ -116,6 +119,7 @@ class ConnectionSettings:
             timeout=_number(extra, "timeout", float, 30.0, minimum=0.1),
             max_retries=_number(extra, "max_retries", int, 6, minimum=0),
             backoff_seconds=_number(extra, "backoff_seconds", float, 1.0, minimum=0.0),
+            allow_http_downloads=_flag(extra, "allow_http_downloads"),
         )
 
     @property
@@ -154,6 +158,17 @@ def _number(extra: Mapping[str, Any], name: str, kind: type, default: Any, *, mi
         allowed = f"{'an integer' if kind is int else 'a number'} >= {minimum:g}, or null for {default}"
         raise Echo360ValidationError(f"extra.{name}", value, allowed)
     return number
+
+
+def _flag(extra: Mapping[str, Any], name: str) -> bool:
+    """A yes/no extra: ``true``/``false`` as JSON or text; null or empty is no."""
+    value = _extra(extra, name)
+    if value in (None, "") or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "false"):
+        return text == "true"
+    raise Echo360ValidationError(f"extra.{name}", value, "true or false")
 
 
 def is_loopback(host: str) -> bool:

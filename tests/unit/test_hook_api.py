@@ -12,12 +12,14 @@ import json
 import logging
 import pathlib
 from collections.abc import Callable
+from types import SimpleNamespace
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
 
 from airflow_provider_echo360.exceptions import (
+    Echo360AssetUrlExpiredError,
     Echo360AuthError,
     Echo360SubmissionRefusedError,
     Echo360TransientError,
@@ -345,6 +347,66 @@ def test_a_redirect_to_plain_http_is_not_followed(api, monkeypatch):
         with hook.open_asset("https://downloads.example.edu/a.csv.gz?Signature=top"):
             pass
     assert "elsewhere.example.edu" in str(error.value) and "top" not in str(error.value)
+
+
+def downloads_answering(monkeypatch, answer: Callable[[httpx.Request], httpx.Response]) -> list[str]:
+    """Signed-URL downloads answered by ``answer``; returns the URLs fetched."""
+    fetched: list[str] = []
+    real_client = httpx.Client
+
+    def served(request: httpx.Request) -> httpx.Response:
+        fetched.append(str(request.url))
+        return answer(request)
+
+    def client(**kwargs):  # the API's own client (hook_on) keeps its transport
+        return real_client(**{"transport": httpx.MockTransport(served), **kwargs})
+
+    monkeypatch.setattr(httpx, "Client", client)
+    return fetched
+
+
+def test_plain_http_signed_urls_are_fetched_where_the_connection_allows_them(api, monkeypatch):
+    fetched = downloads_answering(
+        monkeypatch, lambda r: httpx.Response(200, stream=httpx.ByteStream(b"a,b\n1,2\n"))
+    )
+    url = "http://some.url/00000000-0000-0000-0000-000000000456.csv?Signature=xxx"  # the page's own
+    with pytest.raises(Echo360ValidationError, match='"allow_http_downloads": true'):
+        with hook_on(api).open_asset(url):
+            pass
+    assert fetched == []
+    with hook_on(api, allow_http_downloads=True).open_asset(url) as stream:
+        assert b"".join(stream.chunks()) == b"a,b\n1,2\n"
+    assert fetched == [url]
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(400, "ExpiredToken"), (403, "AccessDenied"), (404, "NoSuchKey")]
+)
+def test_a_signed_url_that_dies_early_is_to_be_renewed(api, monkeypatch, status, code):
+    downloads_answering(
+        monkeypatch, lambda r: httpx.Response(status, text=f"<Error><Code>{code}</Code></Error>")
+    )
+    with pytest.raises(Echo360AssetUrlExpiredError, match=f"refused \\({status}\\)"):
+        with hook_on(api).open_asset("https://bucket.example.edu/a.csv.gz?X-Amz-Signature=top"):
+            pass
+
+
+def test_the_allow_http_downloads_extra_is_a_yes_or_no_naming_itself_when_wrong():
+    def settings(value):
+        conn = SimpleNamespace(
+            login="id",
+            password="s",
+            host=BASE,
+            schema=None,
+            port=None,
+            extra_dejson={"allow_http_downloads": value},
+        )
+        return ConnectionSettings.from_connection(conn)
+
+    assert settings(True).allow_http_downloads and settings("true").allow_http_downloads
+    assert not settings(None).allow_http_downloads and not settings("false").allow_http_downloads
+    with pytest.raises(Echo360ValidationError, match="extra.allow_http_downloads"):
+        settings("maybe")
 
 
 @pytest.mark.parametrize(

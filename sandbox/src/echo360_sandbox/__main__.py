@@ -13,15 +13,19 @@ from collections.abc import Callable, Sequence
 from echo360_sandbox.config import (
     ACCESS_TOKEN_IN,
     BAD_CREDENTIALS_STATUSES,
+    ECHO_DATES,
+    EMPTY_SHAPES,
     FAULT_KINDS,
     FAULT_TARGETS,
     IN_FLIGHT_STATUSES,
     QANDA_NAMES,
+    REPORT_NAME_CASES,
     REPORTS_SHAPES,
     REQUEST_PATHS,
     REQUESTS_ORDERS,
     REQUESTS_PAGING,
     REQUESTS_SCOPES,
+    STATUS_CASES,
     TOKEN_AUTH,
     TOKEN_RESPONSES,
     ConfigError,
@@ -219,6 +223,34 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.bad_credentials_status,
         help="HTTP status of a token request with missing or wrong client credentials",
     )
+    dialects.add_argument(
+        "--echo-dates",
+        choices=ECHO_DATES,
+        default=d.echo_dates,
+        help="how request objects echo the start/end parameters: date (2026-01-01, as submitted) or "
+        "timestamp (2026-01-01T00:00:00.000Z); submissions still take YYYY-MM-DD only",
+    )
+    dialects.add_argument(
+        "--status-case",
+        choices=STATUS_CASES,
+        default=d.status_case,
+        help="how request objects spell statuses (early and forced ones too): page (Available), upper "
+        "(AVAILABLE) or lower (available); the statistics keep the page's spelling",
+    )
+    dialects.add_argument(
+        "--report-name-case",
+        choices=REPORT_NAME_CASES,
+        default=d.report_name_case,
+        help="reportName in request objects as submitted (page) or upper-cased (upper: VIDEOVIEW)",
+    )
+    dialects.add_argument(
+        "--empty-shape",
+        choices=EMPTY_SHAPES,
+        default=d.empty_shape,
+        help="what an Available request of an empty window (--empty-every) shows: header (one asset "
+        "holding only the header row), no-key (no assets/signedAssets key), empty-list (an empty "
+        "list) or zero-bytes (one asset of 0 bytes, not even a gzip header)",
+    )
     data = p.add_argument_group("data")
     data.add_argument(
         "--rows-per-day",
@@ -256,6 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=d.history_days,
         help="how many days back the --history reaches",
+    )
+    data.add_argument(
+        "--empty-every",
+        metavar="N",
+        type=int,
+        default=d.empty_every,
+        help="a request whose window starts on a day whose ordinal is a multiple of N has no rows (its "
+        "answer as --empty-shape says); 0 = every window has rows",
     )
     faults = p.add_argument_group("faults")
     faults.add_argument(

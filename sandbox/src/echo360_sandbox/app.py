@@ -5,8 +5,8 @@ Layers, outermost first:
 - :class:`SandboxApp` hands the server's transport to the layers below (a dropped connection
   and a truncated download need to close the socket themselves);
 - :class:`GateMiddleware` counts calls, injects faults *before* any handler runs (so a faulted
-  submission creates nothing; the opt-in ``lost-response`` alone runs the handler and then drops
-  the connection) and enforces the rate limit;
+  submission creates nothing, the opt-in ``html`` proxy page included; the opt-in ``lost-response``
+  alone runs the handler and then drops the connection) and enforces the rate limit;
 - the routes: OAuth2 token, the reporting API (bearer auth), signed downloads (S3-style), and
   ``/_sandbox`` control endpoints (no auth, no faults, not rate limited).
 """
@@ -38,14 +38,14 @@ from xml.sax.saxutils import escape
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from echo360_sandbox.catalog import Report, display_name, find_report, served_names
-from echo360_sandbox.config import ConfigError, SandboxConfig
+from echo360_sandbox.config import HTML_FAULT_PAGE, ConfigError, SandboxConfig
 from echo360_sandbox.data import AssetFile, AssetSpec, AssetStore
 from echo360_sandbox.state import (
     InFlightLimitReached,
@@ -106,6 +106,26 @@ def s3_error(status: int, code: str, message: str, resource: str = "") -> Respon
         f"<Resource>{escape(resource)}</Resource></Error>"
     )
     return Response(body, status_code=status, media_type="application/xml")
+
+
+def cased_status(status: str, status_case: str) -> str:
+    """A status as the ``status_case`` dialect spells it: as the page, ``upper`` or ``lower``."""
+    if status_case == "upper":
+        return status.upper()
+    if status_case == "lower":
+        return status.lower()
+    return status
+
+
+def echoed_parameters(parameters: dict[str, str], echo_dates: str) -> dict[str, str]:
+    """A request's parameters as the ``echo_dates`` dialect echoes them: ``start``/``end`` as
+    submitted (``date``) or as midnight UTC timestamps (``timestamp``: ``2026-01-01T00:00:00.000Z``)."""
+    if echo_dates != "timestamp":
+        return dict(parameters)
+    return {
+        name: f"{value}T00:00:00.000Z" if name in ("start", "end") else value
+        for name, value in parameters.items()
+    }
 
 
 def sign(key: bytes, path: str, expires: int) -> str:
@@ -226,7 +246,10 @@ class GateMiddleware:
         if fault == "truncate":
             scope[TRUNCATE_KEY] = True
             return False
-        if fault == "expired-url":
+        if fault == "html":
+            # A proxy or load balancer answering for the API: 200 OK, and not the API's JSON.
+            response = HTMLResponse(HTML_FAULT_PAGE, status_code=200)
+        elif fault == "expired-url":
             response = s3_error(403, "AccessDenied", "Request has expired", scope["path"])
         elif fault == "429":
             message = "Too many requests (sandbox fault)"
@@ -370,17 +393,19 @@ class Sandbox:
 
     def request_json(self, request: ReportRequest, now: float, base_url: str | None = None) -> dict[str, Any]:
         """A request as the API shows it; ``base_url`` adds ``signedAssets`` (the detail view)."""
+        cfg = self.config
         status = self.state.status_shown(request, now)
+        shown_name = display_name(request.report_name, cfg.qanda_name)
         body: dict[str, Any] = {
             "requestId": request.request_id,
-            "status": status,
-            "reportName": display_name(request.report_name, self.config.qanda_name),
-            "parameters": dict(request.parameters),
+            "status": cased_status(status, cfg.status_case),
+            "reportName": shown_name.upper() if cfg.report_name_case == "upper" else shown_name,
+            "parameters": echoed_parameters(request.parameters, cfg.echo_dates),
             "created": iso_z(request.created),
         }
-        if self.config.show_output:
+        if cfg.show_output:
             body["output"] = {"compression": request.compression, "delimiter": request.delimiter}
-        if status == "Available":
+        if status == "Available" and request.empty_shape != "no-key":
             names = [name for name, _ in request.asset_specs()]
             if base_url is None:
                 body["assets"] = names
@@ -965,7 +990,7 @@ def _control_router(sandbox: Sandbox) -> APIRouter:
     @router.get("/requests/{requestId}")
     async def request_info(requestId: str) -> dict[str, Any]:  # noqa: N803
         """A request with what the API does not show: client, outcome, forced status, whether it is
-        one of the history, output options, asset names."""
+        one of the history, its empty-window shape (``null``: it has rows), output options, asset names."""
         found = _found(requestId)
         return {
             **sandbox.request_json(found, time.time()),
@@ -973,18 +998,19 @@ def _control_router(sandbox: Sandbox) -> APIRouter:
             "outcome": found.outcome,
             "forcedStatus": found.forced_status,
             "history": found.history,
+            "emptyShape": found.empty_shape,
             "output": {"compression": found.compression, "delimiter": found.delimiter},
             "assetNames": [name for name, _ in found.asset_specs()],
         }
 
     @router.post("/requests/{requestId}/status")
     async def force_status(requestId: str, request: Request) -> dict[str, Any]:  # noqa: N803
-        """Force a request's status: ``{"status": "Failed"}`` (or Missing, Expired, Available, Pending)."""
+        """Force a request's status: ``{"status": "Failed"}`` (or Missing, Expired, Available, Pending, in
+        any case), or a status the page does not name, any other name of letters (``Cancelled``): such
+        a status ends the request (it is no longer in flight)."""
         _found(requestId)
         try:
-            forced = state.force_status(
-                requestId, str((await _json_object(request)).get("status")), time.time()
-            )
+            forced = state.force_status(requestId, (await _json_object(request)).get("status"), time.time())
         except ValueError as exc:
             raise ApiError(400, "invalid_status", str(exc)) from None
         assert forced is not None

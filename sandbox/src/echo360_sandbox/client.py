@@ -95,7 +95,9 @@ class SandboxClient:
         return int(self._control("POST", "/requests/expire")["expired"])
 
     def set_status(self, request_id: str, status: str) -> dict[str, Any]:
-        """Force a request's status (``Available``, ``Failed``, ``Missing``, ``Expired``, ``Pending``)."""
+        """Force a request's status (``Available``, ``Failed``, ``Missing``, ``Expired``, ``Pending``, in
+        any case; or a status the page does not name, any other name of letters such as ``Cancelled``,
+        which ends the request: it no longer counts as in flight)."""
         return dict(self._control("POST", f"/requests/{request_id}/status", {"status": status}))
 
     def request_info(self, request_id: str) -> dict[str, Any]:

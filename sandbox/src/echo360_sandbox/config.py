@@ -9,17 +9,26 @@ from typing import Any
 from echo360_sandbox.catalog import QANDA_NAMES
 
 #: Every fault kind the sandbox can inject, by the name the CLI and the control endpoint use.
-FAULT_KINDS = ("5xx", "429", "drop", "slow", "truncate", "expired-url", "lost-response")
-#: The kinds drawn unless told otherwise: all that leave no trace on the server. ``lost-response``
-#: (the handler runs, then the connection drops: a submission the client never hears of) is opt-in.
-DEFAULT_FAULTS = FAULT_KINDS[:-1]
+FAULT_KINDS = ("5xx", "429", "drop", "slow", "truncate", "expired-url", "lost-response", "html")
+#: The kinds drawn unless told otherwise: all that leave no trace on the server and answer as the
+#: API itself would. ``lost-response`` (the handler runs, then the connection drops: a submission the
+#: client never hears of) and ``html`` (a proxy's ``200 OK`` HTML page instead of the API's answer)
+#: are opt-in.
+DEFAULT_FAULTS = ("5xx", "429", "drop", "slow", "truncate", "expired-url")
 #: Kinds that only make sense on a signed download.
 DOWNLOAD_ONLY_FAULTS = ("truncate", "expired-url")
-#: Kinds that only make sense on an API or token call.
-API_ONLY_FAULTS = ("lost-response",)
+#: Kinds that only make sense on an API or token call (the API's host, behind the same proxy; signed
+#: downloads come from the storage service).
+API_ONLY_FAULTS = ("lost-response", "html")
 #: The endpoint classes a fault may target.
 FAULT_TARGETS = ("token", "api", "download")
 STATUSES = ("Pending", "Available", "Expired", "Failed", "Missing")
+#: The body of an ``html`` fault: what a proxy or load balancer answers while the API is away.
+HTML_FAULT_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>Service temporarily unavailable</title></head><body>"
+    "<h1>Service temporarily unavailable</h1><p>The server is temporarily unable to service your "
+    "request. Please try again later.</p><hr><address>sandbox proxy</address></body></html>\n"
+)
 DAY_SECONDS = 86_400
 
 # --- dialects: what the vendor's page leaves open, each way the real service might do it ---------
@@ -47,6 +56,15 @@ REQUEST_PATHS = ("singular", "plural")
 TOKEN_RESPONSES = ("full", "minimal")
 #: HTTP status of a token request with wrong client credentials.
 BAD_CREDENTIALS_STATUSES = (401, 400)
+#: How request objects echo the ``start``/``end`` parameters: ``2026-01-01`` or ``2026-01-01T00:00:00.000Z``.
+ECHO_DATES = ("date", "timestamp")
+#: How statuses are spelled in answers: as the page (``Available``), ``AVAILABLE`` or ``available``.
+STATUS_CASES = ("page", "upper", "lower")
+#: How ``reportName`` is echoed: as submitted (``videoview``) or upper-cased (``VIDEOVIEW``).
+REPORT_NAME_CASES = ("page", "upper")
+#: What an ``Available`` request of an empty window (``empty_every``) shows: no ``assets``/``signedAssets``
+#: key, an empty list, one asset of 0 bytes, or one asset holding only the header row.
+EMPTY_SHAPES = ("header", "no-key", "empty-list", "zero-bytes")
 #: Statuses an early in-progress status may not take: they end a request.
 _TERMINAL = ("Available", "Expired", "Failed", "Missing")
 
@@ -63,6 +81,10 @@ DIALECT_CHOICES: dict[str, tuple[Any, ...]] = {
     "qanda_name": QANDA_NAMES,
     "token_response": TOKEN_RESPONSES,
     "bad_credentials_status": BAD_CREDENTIALS_STATUSES,
+    "echo_dates": ECHO_DATES,
+    "status_case": STATUS_CASES,
+    "report_name_case": REPORT_NAME_CASES,
+    "empty_shape": EMPTY_SHAPES,
 }
 
 # Settings a running sandbox must keep: changing them at runtime would orphan state or sockets.
@@ -128,6 +150,21 @@ class SandboxConfig:
         ``refresh_token``; ``minimal`` only ``access_token``.
     :param retry_after: send ``Retry-After`` with a 429 (rate limit and ``429`` faults).
     :param bad_credentials_status: 401 or 400 for wrong client credentials.
+    :param echo_dates: how request objects (listing, detail, submission answer) echo the ``start`` and
+        ``end`` parameters: ``date`` as submitted (``2026-01-01``) or ``timestamp``
+        (``2026-01-01T00:00:00.000Z``). Submissions are still accepted only as ``YYYY-MM-DD``.
+    :param status_case: how statuses are spelled wherever a request object shows one (listing, detail,
+        submission answer), ``early_status`` and forced statuses included: ``page`` (``Available``),
+        ``upper`` (``AVAILABLE``) or ``lower`` (``available``). The statistics keep the page's spelling.
+    :param report_name_case: ``reportName`` in request objects as submitted (``page``) or upper-cased
+        (``upper``: ``VIDEOVIEW``). Submissions still take the names ``GET /reports`` lists.
+    :param empty_every: ``0``: every window has rows; ``N``: a request whose window starts on a day
+        whose ordinal (:meth:`datetime.date.toordinal`) is a multiple of ``N`` has no rows (fixed at
+        submission; ``asset``, without a window, always has rows).
+    :param empty_shape: what such a request shows once ``Available`` (fixed at submission): ``header``
+        one asset holding only the header row (gzip or not, as submitted), ``zero-bytes`` one asset of
+        0 bytes (even a ``.csv.gz``: not a valid gzip), ``empty-list`` an empty ``assets`` /
+        ``signedAssets`` list, ``no-key`` no ``assets``/``signedAssets`` key at all.
     :param pregenerate: build an ``Available`` request's assets in the background while it is
         ``Pending`` (else on its first download).
     :param public_url: base URL for signed links (default: the URL the client called).
@@ -185,6 +222,11 @@ class SandboxConfig:
     token_response: str = "full"
     retry_after: bool = True
     bad_credentials_status: int = 401
+    echo_dates: str = "date"
+    status_case: str = "page"
+    report_name_case: str = "page"
+    empty_every: int = 0
+    empty_shape: str = "header"
     pregenerate: bool = True
     history: int = 0
     history_days: int = 365
@@ -208,7 +250,14 @@ class SandboxConfig:
             "slow_seconds",
         ):
             _check(getattr(self, name) >= 0, name, "a number >= 0")
-        for name in ("rows_per_day", "rate_limit", "max_in_flight", "requests_page_size", "history"):
+        for name in (
+            "rows_per_day",
+            "rate_limit",
+            "max_in_flight",
+            "requests_page_size",
+            "history",
+            "empty_every",
+        ):
             _check(getattr(self, name) >= 0, name, "an integer >= 0")
         _check(self.history_days >= 1, "history_days", "an integer >= 1")
         _check(self.max_rows_per_asset >= 1, "max_rows_per_asset", "an integer >= 1")

@@ -24,7 +24,7 @@ import threading
 import unicodedata
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -182,6 +182,8 @@ class AssetSpec:
     :param rows_per_day: rows per day of the window.
     :param max_rows_per_asset: rows per file at most.
     :param seed: the sandbox's data seed.
+    :param empty_file: the file is empty, 0 bytes, not even a header (nor a gzip header: an empty
+        ``.csv.gz`` is not a valid gzip file), as ``empty_shape="zero-bytes"`` serves an empty window.
     """
 
     report_name: str
@@ -192,6 +194,8 @@ class AssetSpec:
     rows_per_day: int
     max_rows_per_asset: int
     seed: int
+    # Out of the repr, which names the cache files: every spec without it keeps its file name.
+    empty_file: bool = field(default=False, repr=False)
 
     @property
     def definition(self) -> Report:
@@ -215,7 +219,8 @@ class AssetSpec:
         return first, min(self.total_rows, first + self.max_rows_per_asset)
 
     def cache_name(self) -> str:
-        digest = hashlib.sha256(repr((GENERATOR_VERSION, self)).encode()).hexdigest()[:40]
+        identity = (GENERATOR_VERSION, self, "empty-file") if self.empty_file else (GENERATOR_VERSION, self)
+        digest = hashlib.sha256(repr(identity).encode()).hexdigest()[:40]
         return f"{self.report_name}-{digest}{'.csv.gz' if self.compression else '.csv'}"
 
 
@@ -264,6 +269,9 @@ class AssetStore:
 
 def write_asset(spec: AssetSpec, path: Path) -> None:
     """Stream ``spec``'s rows into ``path`` (via a temporary file, so readers never see half a file)."""
+    if spec.empty_file:
+        _write_atomically(path, b"")
+        return
     first, stop = spec.row_range
     lines = iter_lines(
         spec.definition, spec.days, spec.rows_per_day, spec.seed, spec.delimiter, first, stop - first
@@ -274,6 +282,17 @@ def write_asset(spec: AssetSpec, path: Path) -> None:
             write_csv(
                 raw, spec.definition.columns, lines, delimiter=spec.delimiter, compression=spec.compression
             )
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            raw.write(content)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

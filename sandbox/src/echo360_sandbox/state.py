@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import datetime as dt
 import random
+import re
 import secrets
 import threading
 import time
@@ -46,6 +47,37 @@ _FAULT_SETTINGS = (
 _HISTORY_SETTINGS = ("history", "history_days", "retention_seconds")
 #: How many days before its ``created`` date a history entry's one-day window starts.
 HISTORY_WINDOW_DAYS_BACK = 366
+#: A status the control endpoint may force: a name of letters (a known one in any case, or another).
+_STATUS_NAME = re.compile(r"[A-Za-z]+")
+#: The empty shapes without any asset (the others serve one file).
+_NO_ASSET_SHAPES = ("no-key", "empty-list")
+
+
+def status_name(value: object) -> str:
+    """The status the control endpoint forces for ``value``: one of :data:`STATUSES` in any case,
+    spelled as the page spells it, or any other non-empty name of ASCII letters, as given (an
+    unknown status such as ``Cancelled``: it ends the request, which no longer counts as in flight).
+
+    :raises ValueError: for anything else (not a string, empty, or not only letters).
+    """
+    if isinstance(value, str) and _STATUS_NAME.fullmatch(value):
+        for known in STATUSES:
+            if value.lower() == known.lower():
+                return known
+        return value
+    raise ValueError(
+        f"Invalid status {value!r}: allowed is one of {list(STATUSES)} (in any case) or another "
+        "non-empty name of ASCII letters only (A-Z, a-z), e.g. 'Cancelled'"
+    )
+
+
+def empty_window(parameters: Mapping[str, str], empty_every: int) -> bool:
+    """Whether a request with ``parameters`` has no rows under ``empty_every``: its window starts on
+    a day whose ordinal is a multiple of ``empty_every`` (``0``: never; no window: never)."""
+    start = parameters.get("start")
+    if empty_every <= 0 or not start:
+        return False
+    return dt.date.fromisoformat(start).toordinal() % empty_every == 0
 
 
 def submission_key(report_name: str, parameters: Mapping[str, Any]) -> str:
@@ -98,6 +130,8 @@ class ReportRequest:
     :param forced_status: a status set through the control endpoint, overriding the clock.
     :param history: made before the sandbox started (``SandboxConfig.history``): ``Expired`` unless
         forced to another status than ``Available`` (its report is gone); never in flight.
+    :param empty_shape: ``None``, or the window has no rows (``SandboxConfig.empty_every``) and this is
+        how its ``Available`` answer shows it (``SandboxConfig.empty_shape``, when it was submitted).
     """
 
     request_id: str
@@ -114,6 +148,7 @@ class ReportRequest:
     client_id: str = ""
     forced_status: str | None = None
     history: bool = False
+    empty_shape: str | None = None
 
     @property
     def key(self) -> str:
@@ -145,11 +180,15 @@ class ReportRequest:
         return status
 
     def asset_specs(self) -> list[tuple[str, AssetSpec]]:
-        """Each asset's file name and what determines its bytes."""
+        """Each asset's file name and what determines its bytes (none for an empty window shown
+        without assets; one header-only or 0-byte file for the other empty shapes)."""
+        if self.empty_shape in _NO_ASSET_SHAPES:
+            return []
         report = find_report(self.report_name)
         assert report is not None, self.report_name  # only known reports are ever submitted
         days = report_days(report, self.parameters)
-        parts = asset_count(self.rows_per_day * len(days), self.max_rows_per_asset)
+        rows_per_day = 0 if self.empty_shape is not None else self.rows_per_day
+        parts = asset_count(rows_per_day * len(days), self.max_rows_per_asset)
         names = asset_names(self.request_id, self.compression, parts)
         params = tuple(sorted(self.parameters.items()))
         return [
@@ -161,9 +200,10 @@ class ReportRequest:
                     self.compression,
                     self.delimiter,
                     part,
-                    self.rows_per_day,
+                    rows_per_day,
                     self.max_rows_per_asset,
                     self.seed,
+                    empty_file=self.empty_shape == "zero-bytes",
                 ),
             )
             for part, name in enumerate(names, start=1)
@@ -274,6 +314,7 @@ class SandboxState:
                 max_rows_per_asset=cfg.max_rows_per_asset,
                 seed=cfg.seed,
                 client_id=client_id,
+                empty_shape=cfg.empty_shape if empty_window(parameters, cfg.empty_every) else None,
             )
             self.requests[request.request_id] = request
             self._listings.clear()
@@ -379,13 +420,16 @@ class SandboxState:
             )
             self.history[request.request_id] = request
 
-    def force_status(self, request_id: str, status: str, now: float) -> ReportRequest | None:
-        if status not in STATUSES:
-            raise ValueError(f"Invalid status {status!r}: allowed is one of {list(STATUSES)}")
+    def force_status(self, request_id: str, status: object, now: float) -> ReportRequest | None:
+        """Force a request's status (see :func:`status_name`); the request, or ``None`` if unknown.
+
+        :raises ValueError: for a status that is not a name of letters.
+        """
+        name = status_name(status)
         with self.lock:
             request = self.requests.get(request_id) or self.history.get(request_id)
             if request is not None:
-                request.forced_status = status
+                request.forced_status = name
                 self._note_in_flight(now)
             return request
 

@@ -9,6 +9,7 @@ A sandbox of its own per case, as a real process.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -45,9 +46,9 @@ def sandbox(request, monkeypatch):
     options = {"processing_seconds": 1, "rows_per_day": 10, "rate_limit": 0, "requests_order": order}
     with SandboxProcess(**options, **PAGINGS[paging]) as started:
         MEMORY.forget()
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_ECHO360_HISTORY", started.airflow_connection(extra={"backoff_seconds": 0.05})
-        )
+        # No client-side pacing: a whole listing is 101 pages where it is oldest first.
+        extra = {"backoff_seconds": 0.05, "calls_per_minute": 0}
+        monkeypatch.setenv("AIRFLOW_CONN_ECHO360_HISTORY", started.airflow_connection(extra=extra))
         yield started
 
 
@@ -61,7 +62,7 @@ def calls(sandbox: SandboxProcess) -> dict[str, int]:
     return {k: v for k, v in sandbox.stats()["calls"].items() if "token" not in k}
 
 
-def submit_and_wait(offset: int, store: TaskStateStore | None = None) -> tuple[str, SubmitReportOperator]:
+def submit_and_wait(offset: int, store: TaskStateStore | None = None) -> tuple[Any, SubmitReportOperator]:
     start, end = window(offset)
     op = SubmitReportOperator(
         task_id="submit",
@@ -96,18 +97,20 @@ def test_a_windows_cost_is_flat_in_history(sandbox):
 
 
 def test_a_retry_looks_its_own_request_up_and_submits_nothing(sandbox):
-    sandbox.set_config(history=HISTORY, processing_seconds=30)
+    sandbox.set_config(history=HISTORY, processing_seconds=600)
     store = TaskStateStore()
     with mock.patch.object(SubmitReportOperator, "_wait", side_effect=SystemExit):  # killed mid-wait
         with pytest.raises(SystemExit):
             submit_and_wait(0, store)
     before = calls(sandbox)
-    sandbox.set_config(processing_seconds=1)
-    request_id, _ = submit_and_wait(0, store)  # the retry: a new process, XCom cleared
+    waited_on = mock.patch.object(SubmitReportOperator, "_wait", side_effect=lambda _, request, *a: request)
+    with waited_on as wait:  # the retry: a new process, XCom cleared
+        request, _ = submit_and_wait(0, store)
     after = calls(sandbox)
+    assert request.in_progress and wait.call_count == 1  # it waits on the request it found
     assert sandbox.stats()["submitted"] == 1
     assert after.get("GET /requests", 0) == before.get("GET /requests", 0)
-    assert store["echo360_submission"]["request_id"] == request_id
+    assert store["echo360_submission"]["request_id"] == request.request_id
 
 
 def test_the_lost_answer_lookup_finds_the_submission_among_the_history(sandbox):

@@ -49,6 +49,10 @@ DIALECTS = {
     "Queued before Pending": {"early_status": "Queued", "early_status_seconds": 2},
     "Q&A listed as qandav2": {"qanda_name": "qandav2"},
     "listing shows output": {"show_output": True},
+    "dates echoed as timestamps": {"echo_dates": "timestamp"},
+    "statuses in upper case": {"status_case": "upper"},
+    "statuses in lower case": {"status_case": "lower"},
+    "report names in upper case": {"report_name_case": "upper"},
     "the public client's guess": {
         "token_auth": "query",
         "qanda_name": "qandav2",
@@ -209,3 +213,28 @@ def test_a_refusal_while_another_clients_requests_fill_the_cap_is_a_wait(dialect
         submit_operator("videoview", 1, wait_for_completion=False).execute({"ti": mock.MagicMock()})
     assert sandbox.stats()["max_in_flight"] == 3
     assert mine
+
+
+def test_a_proxys_html_pages_in_place_of_answers_are_ridden_out(s3, monkeypatch):
+    """A proxy answers some calls with its own HTML page and a 200: each is retried as a transient
+    failure, and the window lands once."""
+    options = {"processing_seconds": 2, "rows_per_day": 30, "rate_limit": 0}
+    with SandboxProcess(**options) as sandbox:
+        MEMORY.forget()
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_CONTRACT", s3.airflow_connection())
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_ECHO360_CONTRACT", sandbox.airflow_connection(extra={"backoff_seconds": 0.05})
+        )
+        sandbox.set_faults(fault_rate=1.0, faults=["html"], fault_targets=["api"], fault_budget=3)
+        request_id = submit_operator("videoview", 3).execute({"ti": mock.MagicMock()})
+        written = TransferReportToS3Operator(
+            task_id="transfer",
+            request_id=request_id,
+            s3_bucket=BUCKET,
+            s3_key="html-pages/",
+            aws_conn_id="aws_contract",
+            echo360_conn_id="echo360_contract",
+        ).execute({"outlet_events": OutletEvents()})
+        stats = sandbox.stats()
+        assert len(written) == 1 and stats["submitted"] == 1
+        assert stats["faults"] == {"html": 3}, stats["faults"]

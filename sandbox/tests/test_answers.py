@@ -11,15 +11,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gzip
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import requests
 from devtools.sandbox import SandboxProcess
+from sandbox_api import TIMEOUT, Api, day
 
 from echo360_sandbox.catalog import REPORTS
 from echo360_sandbox.config import DEFAULT_FAULTS, HTML_FAULT_PAGE
@@ -27,52 +25,10 @@ from echo360_sandbox.data import AssetSpec
 
 pytestmark = pytest.mark.integration
 
-TIMEOUT = 10
 #: 2024-01-01 has an even ordinal: with ``empty_every=2`` its window has no rows, the 2nd's has.
 EMPTY_DAY, FULL_DAY = 1, 2
 assert dt.date(2024, 1, EMPTY_DAY).toordinal() % 2 == 0
 assert dt.date(2024, 1, FULL_DAY).toordinal() % 2 == 1
-
-
-def day(n: int) -> dict[str, str]:
-    """A one-day window in January 2024."""
-    return {"start": f"2024-01-{n:02d}", "end": f"2024-01-{n + 1:02d}"}
-
-
-class Api:
-    """The reporting API with a bearer token, through a plain ``requests`` session."""
-
-    def __init__(self, sandbox: SandboxProcess) -> None:
-        self.sandbox = sandbox
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {sandbox.access_token()}"
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.get(self.sandbox.api_url + path, timeout=TIMEOUT, **kwargs)
-
-    def submit(
-        self, report: str = "videoview", parameters: dict[str, str] | None = None, **output: Any
-    ) -> requests.Response:
-        body: dict[str, Any] = {"parameters": day(FULL_DAY) if parameters is None else parameters}
-        if output:
-            body["output"] = output
-        return self.session.post(f"{self.sandbox.api_url}/requests/{report}", json=body, timeout=TIMEOUT)
-
-    def submit_ok(
-        self, report: str = "videoview", parameters: dict[str, str] | None = None, **output: Any
-    ) -> dict[str, Any]:
-        response = self.submit(report, parameters, **output)
-        assert response.status_code == 200, response.text
-        return dict(response.json())
-
-    def detail(self, request_id: str) -> dict[str, Any]:
-        response = self.get(f"/request/{request_id}")
-        assert response.status_code == 200, response.text
-        return dict(response.json())
-
-    def listed(self, request_id: str) -> dict[str, Any]:
-        [found] = [r for r in self.get("/requests").json()["requests"] if r["requestId"] == request_id]
-        return dict(found)
 
 
 @pytest.fixture
@@ -85,7 +41,7 @@ def sb(sandbox: SandboxProcess) -> Iterator[SandboxProcess]:
 
 @pytest.fixture
 def api(sb: SandboxProcess) -> Api:
-    return Api(sb)
+    return Api(sb, window=day(FULL_DAY))
 
 
 def three_views(api: Api, request_id: str) -> list[dict[str, Any]]:
@@ -449,35 +405,6 @@ def test_defaults_answer_as_before(sb: SandboxProcess) -> None:
         "report_name_case": "page",
     }
     assert (config["empty_every"], config["empty_shape"]) == (0, "header")
-
-
-def test_help_shows_the_answer_options_with_their_defaults() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "echo360_sandbox", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env={**os.environ, "COLUMNS": "400"},  # one line per option
-    )
-    lines: dict[str, str] = {}  # option -> its help text (which may continue on the next line)
-    option = ""
-    for line in result.stdout.splitlines():
-        if line.strip().startswith("--"):
-            option = line.split()[0].rstrip(",")
-            lines[option] = ""
-        if option:
-            lines[option] += " " + line.strip()
-    for option, default in {
-        "--echo-dates": "date",
-        "--status-case": "page",
-        "--report-name-case": "page",
-        "--empty-shape": "header",
-        "--empty-every": "0",
-        "--faults": "5xx,429,drop,slow,truncate,expired-url",
-    }.items():
-        assert f"(default: {default})" in lines[option], option
-    assert "html" in lines["--faults"]  # a kind to choose, not a default
 
 
 def test_every_answer_option_as_a_command_line_flag(make_sandbox: Callable[..., SandboxProcess]) -> None:

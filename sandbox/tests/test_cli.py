@@ -90,8 +90,15 @@ def test_help_shows_every_option_with_its_default() -> None:
         "--token-response": "full",
         "--retry-after": "True",
         "--bad-credentials-status": "401",
+        # answers
+        "--echo-dates": "date",
+        "--status-case": "page",
+        "--report-name-case": "page",
+        "--empty-shape": "header",
+        "--empty-every": "0",
     }.items():
         assert f"(default: {default})" in lines[option], option
+    assert "html" in lines["--faults"]  # a kind to choose, not a default
     for option in (
         "--port",
         "--data-dir",

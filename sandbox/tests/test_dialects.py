@@ -16,48 +16,14 @@ from typing import Any
 import pytest
 import requests
 from devtools.sandbox import SandboxProcess
+from sandbox_api import TIMEOUT, Api, day
 
 from echo360_sandbox.catalog import REPORTS
 from echo360_sandbox.config import DEFAULT_IN_FLIGHT_MESSAGE
 
 pytestmark = pytest.mark.integration
 
-TIMEOUT = 10
 OTHER = "another-client"
-
-
-def day(n: int) -> dict[str, str]:
-    """A one-day window in January 2024 (distinct parameters per request)."""
-    return {"start": f"2024-01-{n:02d}", "end": f"2024-01-{n + 1:02d}"}
-
-
-class Api:
-    """The reporting API with a bearer token, through a plain ``requests`` session."""
-
-    def __init__(self, sandbox: SandboxProcess) -> None:
-        self.sandbox = sandbox
-        self.token = sandbox.access_token()
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {self.token}"
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.get(self.sandbox.api_url + path, timeout=TIMEOUT, **kwargs)
-
-    def submit(
-        self, report: str = "videoview", parameters: dict[str, str] | None = None
-    ) -> requests.Response:
-        body = {"parameters": day(1) if parameters is None else parameters}
-        return self.session.post(f"{self.sandbox.api_url}/requests/{report}", json=body, timeout=TIMEOUT)
-
-    def submit_ok(
-        self, report: str = "videoview", parameters: dict[str, str] | None = None
-    ) -> dict[str, Any]:
-        response = self.submit(report, parameters)
-        assert response.status_code == 200, response.text
-        return dict(response.json())
-
-    def listed_ids(self) -> list[str]:
-        return [r["requestId"] for r in self.get("/requests").json()["requests"]]
 
 
 @pytest.fixture
@@ -307,39 +273,6 @@ def test_injected_requests_bypass_the_cap_and_follow_the_submission_rules(sb: Sa
 # --- requests_page_size and requests_paging -------------------------------------------------------
 
 
-def follow_pages(api: Api, paging: str) -> tuple[list[list[str]], list[requests.Response]]:
-    """Every page of GET /requests, following the announcements of the ``paging`` style."""
-    pages: list[list[str]] = []
-    answers: list[requests.Response] = []
-    response = api.get("/requests")
-    while True:
-        assert response.status_code == 200, response.text
-        answers.append(response)
-        body = response.json()
-        pages.append([r["requestId"] for r in body["requests"]])
-        assert len(pages) < 20, "paging does not end"
-        if paging == "link":
-            following = body["next"]
-            if following is None:
-                break
-            assert following.startswith(api.sandbox.api_url + "/requests?")
-            response = api.session.get(following, timeout=TIMEOUT)
-        elif paging == "cursor":
-            cursor = body["nextCursor"]
-            if cursor is None:
-                break
-            response = api.get("/requests", params={"cursor": cursor})
-        else:
-            assert set(body) == {"requests"}
-            link = response.headers.get("Link")
-            if link is None:
-                break
-            match = re.fullmatch(r'<([^>]+)>; rel="next"', link)
-            assert match, link
-            response = api.session.get(match.group(1), timeout=TIMEOUT)
-    return pages, answers
-
-
 @pytest.mark.parametrize("paging", ["link", "cursor", "header"])
 def test_paging_returns_every_request_exactly_once_newest_first(sb: SandboxProcess, paging: str) -> None:
     sb.set_config(processing_seconds=0)
@@ -347,14 +280,10 @@ def test_paging_returns_every_request_exactly_once_newest_first(sb: SandboxProce
     ids = [api.submit_ok(parameters=day(n))["requestId"] for n in range(1, 8)]
     sb.set_config(requests_page_size=3, requests_paging=paging)
 
-    pages, answers = follow_pages(api, paging)
+    pages = [[r["requestId"] for r in page] for page in api.pages(paging)]
 
     assert [len(p) for p in pages] == [3, 3, 1]
     assert [i for p in pages for i in p] == ids[::-1]
-    if paging == "link":
-        assert answers[-1].json()["next"] is None
-    if paging == "cursor":
-        assert answers[-1].json()["nextCursor"] is None
     assert sb.stats()["calls"]["GET /requests"] == 3
 
 
@@ -366,7 +295,7 @@ def test_an_exact_multiple_of_the_page_size_ends_without_an_empty_page(
     api = Api(sb)
     ids = [api.submit_ok(parameters=day(n))["requestId"] for n in range(1, 5)]
 
-    pages, _ = follow_pages(api, paging)
+    pages = [[r["requestId"] for r in page] for page in api.pages(paging)]
 
     assert pages == [ids[:1:-1], ids[1::-1]]
 
@@ -435,7 +364,7 @@ def test_paging_in_client_scope_pages_only_the_caller_s_requests(sb: SandboxProc
     mine = [api.submit_ok(parameters=day(n))["requestId"] for n in (1, 2, 3)]
     sb.submit_as(OTHER, "videoview", day(9))
 
-    pages, _ = follow_pages(api, "link")
+    pages = [[r["requestId"] for r in page] for page in api.pages("link")]
 
     assert pages == [mine[:0:-1], mine[:1]]
 
@@ -560,8 +489,7 @@ def test_qandav2_serves_the_same_bytes_as_qanda2(sb: SandboxProcess) -> None:
 def test_show_output(sb: SandboxProcess, show: bool) -> None:
     sb.set_config(show_output=show)
     api = Api(sb)
-    body = {"parameters": day(1), "output": {"compression": False, "delimiter": "|"}}
-    created = api.session.post(f"{sb.api_url}/requests/videoview", json=body, timeout=TIMEOUT).json()
+    created = api.submit_ok(compression=False, delimiter="|")
 
     shown = [
         created,

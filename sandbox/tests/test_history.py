@@ -9,7 +9,6 @@ with it as command-line flags.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 from devtools.sandbox import SandboxProcess
+from sandbox_api import Api, day
 
 from echo360_sandbox.catalog import REPORTS
 from echo360_sandbox.config import DAY_SECONDS
@@ -25,77 +25,15 @@ from echo360_sandbox.validation import one_year_before
 
 pytestmark = pytest.mark.integration
 
-TIMEOUT = 10
 OTHER = "another-client"
 RETENTION = 14 * DAY_SECONDS
 DATED = [name for name, report in REPORTS.items() if report.is_dated]
 PAGINGS = ["link", "cursor", "header"]
 
 
-def day(n: int) -> dict[str, str]:
-    """A one-day window in January 2024 (distinct parameters per request)."""
-    return {"start": f"2024-01-{n:02d}", "end": f"2024-01-{n + 1:02d}"}
-
-
 def created_at(entry: dict[str, Any]) -> float:
     """A listed request's ``created`` as a Unix time."""
     return dt.datetime.strptime(entry["created"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-
-
-class Api:
-    """The reporting API with a bearer token, through a plain ``requests`` session."""
-
-    def __init__(self, sandbox: SandboxProcess) -> None:
-        self.sandbox = sandbox
-        self.token = sandbox.access_token()
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {self.token}"
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.get(self.sandbox.api_url + path, timeout=TIMEOUT, **kwargs)
-
-    def submit(self, parameters: dict[str, str], report: str = "videoview") -> requests.Response:
-        body = {"parameters": parameters}
-        return self.session.post(f"{self.sandbox.api_url}/requests/{report}", json=body, timeout=TIMEOUT)
-
-    def submit_ok(self, parameters: dict[str, str], report: str = "videoview") -> str:
-        response = self.submit(parameters, report)
-        assert response.status_code == 200, response.text
-        return str(response.json()["requestId"])
-
-    def listing(self) -> list[dict[str, Any]]:
-        """``GET /requests`` unpaged (``requests_page_size`` must be 0)."""
-        response = self.get("/requests")
-        assert response.status_code == 200, response.text
-        assert set(response.json()) == {"requests"}
-        return list(response.json()["requests"])
-
-    def pages(self, paging: str) -> list[list[dict[str, Any]]]:
-        """Every page of ``GET /requests``, following the announcements of the ``paging`` style."""
-        pages: list[list[dict[str, Any]]] = []
-        response = self.get("/requests")
-        while True:
-            assert response.status_code == 200, response.text
-            body = response.json()
-            pages.append(body["requests"])
-            assert len(pages) < 500, "paging does not end"
-            if paging == "link":
-                following = body["next"]
-                if following is None:
-                    break
-                response = self.session.get(following, timeout=TIMEOUT)
-            elif paging == "cursor":
-                if body["nextCursor"] is None:
-                    break
-                response = self.get("/requests", params={"cursor": body["nextCursor"]})
-            else:
-                link = response.headers.get("Link")
-                if link is None:
-                    break
-                match = re.fullmatch(r'<([^>]+)>; rel="next"', link)
-                assert match, link
-                response = self.session.get(match.group(1), timeout=TIMEOUT)
-        return pages
 
 
 @pytest.fixture
@@ -152,8 +90,9 @@ def test_history_does_not_count_as_submitted_nor_in_flight(sb: SandboxProcess) -
     assert (stats["history"], stats["requests"], stats["in_flight"], stats["submitted"]) == (100, 0, 0, 0)
     assert (stats["submissions"], stats["clients"], stats["statuses"]) == ({}, {}, {})
 
-    mine = [api.submit_ok(day(n)) for n in (1, 2, 3)]  # the whole in-flight limit is still free
-    refused = api.submit(day(4))
+    # the whole in-flight limit is still free
+    mine = [api.submit_ok(parameters=day(n))["requestId"] for n in (1, 2, 3)]
+    refused = api.submit(parameters=day(4))
 
     assert refused.status_code == 429 and refused.json()["error"] == "limit_exceeded"
     stats = sb.stats()
@@ -179,19 +118,19 @@ def test_detail_of_a_history_entry(sb: SandboxProcess) -> None:
     assert info["status"] == "Expired" and info["forcedStatus"] is None
     sb.set_config(request_path="plural")
     assert api.get(f"/requests/{request_id}").json() == entry
-    submitted = api.submit_ok(day(1))
+    submitted = api.submit_ok(parameters=day(1))["requestId"]
     assert sb.request_info(submitted)["history"] is False
 
 
 def test_both_scopes_list_the_history_it_belongs_to_the_configured_client(sb: SandboxProcess) -> None:
     sb.set_config(history=5, processing_seconds=30)
     api = Api(sb)
-    mine = api.submit_ok(day(1))
+    mine = api.submit_ok(parameters=day(1))["requestId"]
     other = sb.submit_as(OTHER, "videoview", day(2))["requestId"]
-    institution = [r["requestId"] for r in api.listing()]
+    institution = api.listed_ids()
 
     sb.set_config(requests_scope="client")
-    client = [r["requestId"] for r in api.listing()]
+    client = api.listed_ids()
 
     assert len(institution) == 7 and institution[:2] == [other, mine]
     assert client == [mine, *institution[2:]]
@@ -210,18 +149,18 @@ def test_history_shows_the_configured_name_of_the_qanda_report(sb: SandboxProces
 def test_changing_history_at_runtime_makes_it_again_and_keeps_submissions(sb: SandboxProcess) -> None:
     sb.set_config(processing_seconds=0)
     api = Api(sb)
-    mine = [api.submit_ok(day(n)) for n in (1, 2)]
+    mine = [api.submit_ok(parameters=day(n))["requestId"] for n in (1, 2)]
 
     sb.set_config(history=10)
-    ten = [r["requestId"] for r in api.listing()]
+    ten = api.listed_ids()
     sb.set_config(history=3)
     three = api.listing()
     sb.set_config(history=10)
-    again = [r["requestId"] for r in api.listing()]
+    again = api.listed_ids()
     sb.set_config(history_days=30)
     shorter = api.listing()
     sb.set_config(history=0)
-    none = [r["requestId"] for r in api.listing()]
+    none = api.listed_ids()
 
     assert ten[:2] == mine[::-1] and len(ten) == 12
     assert [r["requestId"] for r in three][:2] == mine[::-1] and len(three) == 5
@@ -248,9 +187,9 @@ def test_a_runtime_retention_change_moves_the_history(sb: SandboxProcess) -> Non
 def test_reset_keeps_the_history_as_configured(sb: SandboxProcess) -> None:
     sb.set_config(history=6, processing_seconds=0)
     api = Api(sb)
-    history = [r["requestId"] for r in api.listing()]
+    history = api.listed_ids()
     sb.set_status(history[0], "Failed")
-    api.submit_ok(day(1))
+    api.submit_ok(parameters=day(1))
 
     sb.reset()
     after_reset = api.listing()
@@ -287,9 +226,9 @@ def test_history_from_the_command_line(make_sandbox: Callable[..., SandboxProces
 def test_order_across_every_paging_dialect(sb: SandboxProcess, order: str, paging: str | None) -> None:
     sb.set_config(processing_seconds=0, history=7)
     api = Api(sb)
-    mine = [api.submit_ok(day(n)) for n in (1, 2, 3)]
+    mine = [api.submit_ok(parameters=day(n))["requestId"] for n in (1, 2, 3)]
     other = sb.submit_as(OTHER, "notes", day(4))["requestId"]
-    newest_first = [r["requestId"] for r in api.listing()]
+    newest_first = api.listed_ids()
     sb.set_config(requests_order=order)
     if paging is not None:
         sb.set_config(requests_page_size=4, requests_paging=paging)
@@ -325,11 +264,11 @@ def test_requests_made_in_the_same_instant_come_by_id_in_both_orders(sb: Sandbox
 def test_pages_stay_complete_while_requests_arrive(sb: SandboxProcess, order: str) -> None:
     sb.set_config(processing_seconds=0, history=5, requests_order=order)
     api = Api(sb)
-    before = [r["requestId"] for r in api.listing()]
+    before = api.listed_ids()
     sb.set_config(requests_page_size=2, requests_paging="cursor")
 
     first = api.get("/requests").json()
-    newer = api.submit_ok(day(20))
+    newer = api.submit_ok(parameters=day(20))["requestId"]
     rest: list[str] = []
     cursor = first["nextCursor"]
     while cursor is not None:
@@ -345,7 +284,7 @@ def test_pages_stay_complete_while_requests_arrive(sb: SandboxProcess, order: st
 def test_a_long_history_pages_fast_and_whole(sb: SandboxProcess) -> None:
     sb.set_config(history=5000, requests_page_size=50, requests_paging="cursor", requests_order="oldest")
     api = Api(sb)
-    api.submit_ok(day(1))  # a change of the requests: the listing is sorted again once
+    api.submit_ok(parameters=day(1))  # a change of the requests: the listing is sorted again once
 
     seconds: list[float] = []
     seen: list[str] = []

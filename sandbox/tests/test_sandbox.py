@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import requests
 from devtools.sandbox import SandboxProcess
+from sandbox_api import TIMEOUT, Api
 
 from echo360_sandbox.catalog import REPORTS
 from echo360_sandbox.config import DEFAULT_IN_FLIGHT_MESSAGE
@@ -18,53 +19,12 @@ from echo360_sandbox.state import submission_key
 pytestmark = pytest.mark.integration
 
 WEEK = {"start": "2024-01-01", "end": "2024-01-08"}
-TIMEOUT = 10
-
-
-class Api:
-    """The sandbox's reporting API with a bearer token, through a plain ``requests`` session."""
-
-    def __init__(self, sandbox: SandboxProcess) -> None:
-        self.sandbox = sandbox
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {sandbox.access_token()}"
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.get(self.sandbox.api_url + path, timeout=TIMEOUT, **kwargs)
-
-    def submit(
-        self, report: str, parameters: dict[str, str] | None = None, **output: Any
-    ) -> requests.Response:
-        body: dict[str, Any] = {"parameters": dict(WEEK) if parameters is None else parameters}
-        if output:
-            body["output"] = output
-        return self.session.post(f"{self.sandbox.api_url}/requests/{report}", json=body, timeout=TIMEOUT)
-
-    def submit_ok(
-        self, report: str = "videoview", parameters: dict[str, str] | None = None, **output: Any
-    ) -> str:
-        response = self.submit(report, parameters, **output)
-        assert response.status_code == 200, response.text
-        return str(response.json()["requestId"])
-
-    def detail(self, request_id: str) -> dict[str, Any]:
-        response = self.get(f"/request/{request_id}")
-        assert response.status_code == 200, response.text
-        return dict(response.json())
-
-    def wait(self, request_id: str, timeout: float = 10) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            detail = self.detail(request_id)
-            if detail["status"] != "Pending" or time.monotonic() > deadline:
-                return detail
-            time.sleep(0.1)
 
 
 def test_expiring_the_requests_ends_the_available_ones_only(api: Api, sb: SandboxProcess) -> None:
-    ready = api.submit_ok("videoview")
+    ready = api.submit_ok("videoview")["requestId"]
     time.sleep(1.05)  # the session sandbox processes for 1 s
-    pending = api.submit_ok("pollingv2")
+    pending = api.submit_ok("pollingv2")["requestId"]
 
     assert sb.expire_requests() == 1
 
@@ -87,7 +47,7 @@ def sb(sandbox: SandboxProcess) -> Iterator[SandboxProcess]:
 
 @pytest.fixture
 def api(sb: SandboxProcess) -> Api:
-    return Api(sb)
+    return Api(sb, window=WEEK)
 
 
 def token_call(sb: SandboxProcess, how: str = "form", **fields: str) -> requests.Response:
@@ -218,7 +178,7 @@ def test_submission_answers_a_pending_request_listed_by_requests(api: Api) -> No
 
 
 def test_pending_becomes_available_after_the_processing_time(api: Api, sb: SandboxProcess) -> None:
-    request_id = api.submit_ok("videoview")
+    request_id = api.submit_ok("videoview")["requestId"]
     assert api.detail(request_id)["status"] == "Pending"
 
     time.sleep(1.05)  # the session sandbox processes for 1 s
@@ -246,9 +206,10 @@ def test_unknown_report_and_unknown_request_are_404_json(api: Api, sb: SandboxPr
 
 def test_requests_are_listed_newest_first(api: Api) -> None:
     ids = [
-        api.submit_ok("videoview", {"start": f"2024-02-0{d}", "end": f"2024-02-0{d + 1}"}) for d in (1, 2, 3)
+        api.submit_ok("videoview", {"start": f"2024-02-0{d}", "end": f"2024-02-0{d + 1}"})["requestId"]
+        for d in (1, 2, 3)
     ]
-    assert [r["requestId"] for r in api.get("/requests").json()["requests"]] == ids[::-1]
+    assert api.listed_ids() == ids[::-1]
 
 
 def test_openapi_document_is_served(sb: SandboxProcess) -> None:
@@ -265,7 +226,8 @@ def test_openapi_document_is_served(sb: SandboxProcess) -> None:
 def test_a_fourth_submission_is_refused_while_three_are_in_flight(api: Api, sb: SandboxProcess) -> None:
     sb.set_config(processing_seconds=30)
     ids = [
-        api.submit_ok("videoview", {"start": f"2024-03-0{d}", "end": f"2024-03-0{d + 1}"}) for d in (1, 2, 3)
+        api.submit_ok("videoview", {"start": f"2024-03-0{d}", "end": f"2024-03-0{d + 1}"})["requestId"]
+        for d in (1, 2, 3)
     ]
 
     refused = api.submit("notes", WEEK)
@@ -359,8 +321,8 @@ def test_rate_limit_answers_429_with_retry_after(sb: SandboxProcess) -> None:
 
 def test_downloads_do_not_count_against_the_rate_limit(sb: SandboxProcess) -> None:
     sb.set_config(rate_limit=3, processing_seconds=0)
-    api = Api(sb)
-    request_id = api.submit_ok("videoview")
+    api = Api(sb, window=WEEK)
+    request_id = api.submit_ok("videoview")["requestId"]
     [url] = api.detail(request_id)["signedAssets"]  # third call: the budget is spent
 
     downloads = [requests.get(url, timeout=TIMEOUT).status_code for _ in range(3)]
@@ -378,7 +340,7 @@ def test_failed_and_missing_outcomes_are_drawn_at_submission(
 ) -> None:
     sb.set_config(processing_seconds=0.3)
     sb.set_faults(**{f"{outcome.lower()}_rate": 1.0})
-    request_id = api.submit_ok("videoview")
+    request_id = api.submit_ok("videoview")["requestId"]
 
     detail = api.wait(request_id)
 
@@ -390,7 +352,7 @@ def test_failed_and_missing_outcomes_are_drawn_at_submission(
 
 def test_available_requests_expire_after_the_retention(api: Api, sb: SandboxProcess) -> None:
     sb.set_config(processing_seconds=0, retention_seconds=1)
-    request_id = api.submit_ok("videoview")
+    request_id = api.submit_ok("videoview")["requestId"]
     [url] = api.detail(request_id)["signedAssets"]
     assert requests.get(url, timeout=TIMEOUT).status_code == 200
 
@@ -406,7 +368,7 @@ def test_available_requests_expire_after_the_retention(api: Api, sb: SandboxProc
 @pytest.mark.parametrize("status", ["Failed", "Missing", "Expired", "Available"])
 def test_control_endpoint_forces_a_status(api: Api, sb: SandboxProcess, status: str) -> None:
     sb.set_config(processing_seconds=30)
-    request_id = api.submit_ok("videoview")
+    request_id = api.submit_ok("videoview")["requestId"]
 
     sb.set_status(request_id, status)
 
@@ -420,7 +382,7 @@ def test_control_endpoint_forces_a_status(api: Api, sb: SandboxProcess, status: 
 @pytest.fixture
 def signed_url(api: Api, sb: SandboxProcess) -> str:
     sb.set_config(processing_seconds=0)
-    request_id = api.submit_ok("videoview")
+    request_id = api.submit_ok("videoview")["requestId"]
     return str(api.detail(request_id)["signedAssets"][0])
 
 
@@ -472,7 +434,7 @@ def test_signed_url_refuses_a_wrong_or_missing_signature(signed_url: str, tamper
 
 def test_signed_url_expires(api: Api, sb: SandboxProcess) -> None:
     sb.set_config(processing_seconds=0, url_seconds=1)
-    request_id = api.submit_ok("videoview")
+    request_id = api.submit_ok("videoview")["requestId"]
     [url] = api.detail(request_id)["signedAssets"]
     assert requests.get(url, timeout=TIMEOUT).status_code == 200
 
@@ -606,7 +568,7 @@ def test_fault_settings_are_validated(sb: SandboxProcess) -> None:
 
 def test_stats_count_calls_by_endpoint_and_submissions_by_key(api: Api, sb: SandboxProcess) -> None:
     sb.set_config(processing_seconds=0)
-    first = api.submit_ok("videoview")
+    first = api.submit_ok("videoview")["requestId"]
     api.submit_ok("videoview")
     api.get("/requests")
     url = api.detail(first)["signedAssets"][0]
@@ -660,11 +622,12 @@ def test_deployment_variants_by_flag(make_sandbox: Any) -> None:
         client_secret="xyz",
     )
     assert token_call(sb, client_id="sandbox-client", client_secret="sandbox-secret").status_code == 401
-    api = Api(sb)  # with abc/xyz
+    api = Api(sb, window=WEEK)  # with abc/xyz
 
     reports = api.get("/reports").json()
     ids = [
-        api.submit_ok("videoview", {"start": f"2024-03-0{d}", "end": f"2024-03-0{d + 1}"}) for d in (1, 2, 3)
+        api.submit_ok("videoview", {"start": f"2024-03-0{d}", "end": f"2024-03-0{d + 1}"})["requestId"]
+        for d in (1, 2, 3)
     ]
     refused = api.submit("videoview")
 
@@ -680,7 +643,7 @@ def test_deployment_variants_by_flag(make_sandbox: Any) -> None:
 def test_rate_limit_and_faults_by_flag(make_sandbox: Any) -> None:
     sb = make_sandbox(rate_limit=3, processing_seconds=0, fault_rate=1.0, faults=["expired-url"])
     api = Api(sb)
-    request_id = api.submit_ok("asset", {})
+    request_id = api.submit_ok("asset", {})["requestId"]
     [url] = api.detail(request_id)["signedAssets"]
 
     assert api.get("/reports").status_code == 429

@@ -40,6 +40,15 @@ def test_pytest_and_mypy_cover_the_sandbox() -> None:
     assert "echo360_sandbox" in ROOT["tool"]["mypy"]["packages"]
 
 
+def test_test_modules_have_names_of_their_own() -> None:
+    """The test folders are no packages (pytest's default import mode): two modules of one name in
+    the same run stop its collection ("import file mismatch")."""
+    modules = [
+        path.name for folder in ("tests", "sandbox/tests") for path in (REPO / folder).rglob("test_*.py")
+    ]
+    assert sorted({name for name in modules if modules.count(name) > 1}) == []
+
+
 def test_the_image_installs_the_sandbox_that_compose_runs() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "COPY --chown=airflow:root sandbox/src /opt/echo360/sandbox/src" in dockerfile

@@ -11,10 +11,11 @@ retention), lists them ``newest`` or ``oldest`` first, unpaged or in pages of 50
    in this process, ``SubmitReportOperator`` (deferrable=False, data_lag=0, poll_interval 1) executed
    for W one-day windows (distinct days about 20 days ago), each with an in-memory task state store
    in its context as ``tests/integration/test_history_cost.py`` does. Then one retry: a first try of
-   another window submits and is killed as it starts waiting (``_wait`` raises ``SystemExit``) while its request is
-   ``Pending`` (``processing_seconds`` raised to ``--retry-processing-seconds`` for that part); a second
-   ``execute`` with the same store and task instance identity follows, its wait patched out (it
-   records the request it would wait on and returns): what the retry spends to find its request.
+   another window submits and is killed as it starts waiting (``_wait`` raises ``SystemExit``) while
+   its request is ``Pending`` (``processing_seconds`` raised to ``--retry-processing-seconds`` for
+   that part); a second ``execute`` with the same store and task instance identity follows, its wait
+   patched out (it records the request it would wait on and returns): what the retry spends to find
+   its request.
 
    Per window: API calls (the token endpoint excluded: the token is fetched once per case by a
    warm-up ``GET /reports`` before the first window, also excluded), listing pages (``GET /requests``

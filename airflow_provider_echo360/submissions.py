@@ -22,7 +22,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -183,19 +183,22 @@ class SubmissionMemory:
     def is_own(self, record: Submission) -> bool:
         return bool(self.owner) and record.owner == self.owner
 
-    def recall(self, now: dt.datetime | None = None) -> Submission | None:
-        """The current record of this window: the task's own store first, then this Airflow's Variable."""
+    def recall(self, now: dt.datetime | None = None) -> list[Submission]:
+        """The current records of this window, the task's own store first, then this Airflow's
+        Variable (which another run may have written since)."""
         now = now or dt.datetime.now(dt.UTC)
-        found = []
+        found: list[Submission] = []
+        for record in self._records():
+            # (a mapped task's index may come back with other arguments: another window's is no use)
+            if record is not None and record.window == self.window and record.is_current(now):
+                if record not in found:
+                    found.append(record)
+        return found
+
+    def _records(self) -> Iterator[Submission | None]:
         if self.task_state_store is not None:
-            found.append(Submission.from_json(self._read_task_state()))
-        found.append(Submission.from_json(self._read_variable()))
-        for record in found:
-            if record is None or record.window != self.window:
-                continue  # a mapped task's index may come back with other arguments
-            if record.is_current(now):
-                return record
-        return None
+            yield Submission.from_json(self._read_task_state())
+        yield Submission.from_json(self._read_variable())
 
     def _read_task_state(self) -> Any:
         assert self.task_state_store is not None
@@ -227,17 +230,22 @@ class SubmissionMemory:
                 "a retry may submit again" if self.task_state_store is None else "other runs cannot adopt it",
             )
 
-    def forget(self) -> None:
-        """Drop the records of this window (its request ended and cannot be used again)."""
+    def forget(self, request_id: str) -> None:
+        """Drop the records that name ``request_id`` (it ended and cannot be used again); a newer
+        record of another run stays."""
         if self.task_state_store is not None:
+            stored = Submission.from_json(self._read_task_state())
+            if stored is not None and stored.request_id == request_id:
+                try:
+                    self.task_state_store.delete(TASK_STATE_KEY)
+                except Exception as error:
+                    log.warning("Could not clear the task state store: %s", error)
+        stored = Submission.from_json(self._read_variable())
+        if stored is not None and stored.request_id == request_id:
             try:
-                self.task_state_store.delete(TASK_STATE_KEY)
+                Variable.delete(self.window.variable_key)
             except Exception as error:
-                log.warning("Could not clear the task state store: %s", error)
-        try:
-            Variable.delete(self.window.variable_key)
-        except Exception as error:
-            log.warning("Could not delete Variable %s: %s", self.window.variable_key, error)
+                log.warning("Could not delete Variable %s: %s", self.window.variable_key, error)
 
     def _read_variable(self) -> Any:
         try:

@@ -256,9 +256,9 @@ class SubmitReportOperator(BaseOperator):
         parameters = self.resolve_parameters(context)
         self._wait_for_complete_data(parameters)
         memory = self.memory(context, parameters)
-        record = memory.recall()
-        request = self._recalled_request(memory, record, parameters) if record else None
-        own = record if record is not None and memory.is_own(record) else None
+        records = memory.recall()
+        request = next(filter(None, (self._recalled_request(memory, r, parameters) for r in records)), None)
+        own = next((record for record in records if memory.is_own(record)), None)
         waiting_for_cap = own is not None and own.refused_since is not None
         if request is None and self.reuse_existing and not waiting_for_cap:
             # Only a first try reads the listing: a try that was refused has read it already.
@@ -318,7 +318,7 @@ class SubmitReportOperator(BaseOperator):
             self.log.info(
                 "Request %s, recorded for this window, is gone: submitting anew.", record.request_id
             )
-            memory.forget()
+            memory.forget(record.request_id)
             return None
         whose = "this task's own" if own else f"made by {record.owner or 'another task'}"
         if request.in_progress or request.is_available:
@@ -328,9 +328,11 @@ class SubmitReportOperator(BaseOperator):
                 request.status,
                 whose,
             )
+            if not own:  # this task's from now on: its retries wait on it whatever its age
+                memory.record(Outcome.SUBMITTED, request_id=request.request_id, sent_at=record.sent_at)
             return request
         self.log.info("Request %s, %s, is %s: submitting anew.", request.request_id, whose, request.status)
-        memory.forget()
+        memory.forget(record.request_id)
         return None
 
     def _may_adopt(self, created: dt.datetime, parameters: Mapping[str, str]) -> bool:
@@ -551,9 +553,9 @@ class SubmitReportOperator(BaseOperator):
         """The ready request of this window, found again: ``airflow dags test`` resumes the task with
         the trigger's event but without the deferral's kwargs. The task's record names it."""
         parameters = self.resolve_parameters(context)
-        record = self.memory(context, parameters).recall()
-        if record is not None and record.request_id is not None:
-            return record.request_id
+        for record in self.memory(context, parameters).recall():
+            if record.request_id is not None:
+                return record.request_id
         found = self._adoptable(parameters)
         if found is None or not found.is_available:
             raise Echo360WaitError(

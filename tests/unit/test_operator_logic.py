@@ -572,3 +572,21 @@ def test_a_request_made_before_its_windows_data_was_complete_is_never_adopted(va
     variables[key] = json.dumps({**record, "sent_at": today.subtract(days=3).isoformat()})  # made then
     assert op.execute(ctx) == "r1"
     op.hook.get_request.assert_not_called()
+
+
+def test_a_stale_own_record_is_dropped_and_a_newer_one_of_another_run_still_serves(variables):
+    store = FakeTaskStateStore()
+    op = operator(wait_for_completion=False)
+    assert op.execute(task_context(store)) == "r1"  # this task's request, now Expired
+    other = operator(wait_for_completion=False)
+    other.hook.submit_request.return_value = request("Pending", "r2")
+    other.hook.get_request.return_value = request("Expired", "r1")
+    assert other.execute(task_context(FakeTaskStateStore(), run_id="manual__rerun")) == "r2"
+    op.hook.get_request.side_effect = lambda request_id: request(
+        "Expired" if request_id == "r1" else "Pending", request_id
+    )
+    assert op.execute(task_context(store)) == "r2"  # the retry: its own r1 is gone, r2 is the window's
+    assert op.hook.submit_request.call_count == 1
+    assert store.values["echo360_submission"]["request_id"] == "r2"  # its own from now on
+    ((text),) = variables.values()
+    assert json.loads(text)["request_id"] == "r2"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gzip
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -29,14 +29,6 @@ pytestmark = pytest.mark.integration
 EMPTY_DAY, FULL_DAY = 1, 2
 assert dt.date(2024, 1, EMPTY_DAY).toordinal() % 2 == 0
 assert dt.date(2024, 1, FULL_DAY).toordinal() % 2 == 1
-
-
-@pytest.fixture
-def sb(sandbox: SandboxProcess) -> Iterator[SandboxProcess]:
-    """The session sandbox, reset to its starting state before and after the test."""
-    sandbox.reset(faults=True, config=True)
-    yield sandbox
-    sandbox.reset(faults=True, config=True)
 
 
 @pytest.fixture

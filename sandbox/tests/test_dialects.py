@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,14 +24,6 @@ from echo360_sandbox.config import DEFAULT_IN_FLIGHT_MESSAGE
 pytestmark = pytest.mark.integration
 
 OTHER = "another-client"
-
-
-@pytest.fixture
-def sb(sandbox: SandboxProcess) -> Iterator[SandboxProcess]:
-    """The session sandbox, reset to its starting state before and after the test."""
-    sandbox.reset(faults=True, config=True)
-    yield sandbox
-    sandbox.reset(faults=True, config=True)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,14 +34,6 @@ def test_expiring_the_requests_ends_the_available_ones_only(api: Api, sb: Sandbo
 def recent_window(days: int = 7, ago: int = 3) -> dict[str, str]:
     end = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=ago)
     return {"start": (end - dt.timedelta(days=days)).isoformat(), "end": end.isoformat()}
-
-
-@pytest.fixture
-def sb(sandbox: SandboxProcess) -> Iterator[SandboxProcess]:
-    """The session sandbox, reset to its starting state before and after the test."""
-    sandbox.reset(faults=True, config=True)
-    yield sandbox
-    sandbox.reset(faults=True, config=True)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -34,14 +34,6 @@ PAGINGS = ["link", "cursor", "header"]
 def created_at(entry: dict[str, Any]) -> float:
     """A listed request's ``created`` as a Unix time."""
     return dt.datetime.strptime(entry["created"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-
-
-@pytest.fixture
-def sb(sandbox: SandboxProcess) -> Iterator[SandboxProcess]:
-    """The session sandbox, reset to its starting state (no history) before and after the test."""
-    sandbox.reset(faults=True, config=True)
-    yield sandbox
-    sandbox.reset(faults=True, config=True)
 
 
 def history_of(sb: SandboxProcess, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ from airflow_provider_echo360.hooks.model import (
     RequestListing,
     asset_file_name,
     check_request_id,
+    header_delimiter,
     items_of,
     mask_url_signature,
     next_page,
@@ -514,10 +515,8 @@ def sniff_output(head: bytes) -> OutputOptions | None:
     compression = head[:2] == b"\x1f\x8b"
     if compression:
         head = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16).decompress(head)
-    header = head.split(b"\n", 1)[0].decode("utf-8", "replace")
-    counts = {delimiter: header.count(delimiter) for delimiter in (",", "\t", "|")}
-    delimiter = max(counts, key=lambda d: counts[d])
-    return OutputOptions(compression, delimiter) if counts[delimiter] else None
+    delimiter = header_delimiter(head.split(b"\n", 1)[0].decode("utf-8", "replace"))
+    return OutputOptions(compression, delimiter) if delimiter else None
 
 
 class AssetStream:

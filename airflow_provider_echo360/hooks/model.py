@@ -97,6 +97,13 @@ class OutputOptions:
         return cls(compression=bool(data["compression"]), delimiter=str(data["delimiter"]))
 
 
+def header_delimiter(header: str) -> str | None:
+    """The delimiter of a report's header row: the one of ``,``, tab, ``|`` it holds most of, if any."""
+    counts = {delimiter: header.count(delimiter) for delimiter in (",", "\t", "|")}
+    delimiter = max(counts, key=lambda d: counts[d])
+    return delimiter if counts[delimiter] else None
+
+
 @dataclass(frozen=True)
 class ReportRequest:
     """One report request as the API describes it.

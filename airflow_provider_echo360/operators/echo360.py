@@ -373,6 +373,7 @@ class SubmitReportOperator(BaseOperator):
 
     def _confirm_output(self, request: ReportRequest) -> bool:
         """Whether an ``Available`` request that does not show its output options has ours (by its bytes).
+        One without a byte to tell them by (a window without rows) has ours: it is adopted.
 
         A read that fails for now (the network, a 5xx, a cut download, an expired signed URL) is tried
         again with fresh URLs, then fails the task try: submitting anew would put a second copy of the
@@ -393,7 +394,9 @@ class SubmitReportOperator(BaseOperator):
                     "Not adopting request %s: its asset could not be read (%s).", request.request_id, error
                 )
                 return False
-        if found != self.output_options:
+        if found is None:
+            self.log.info("Request %s holds no rows: its output options cannot differ.", request.request_id)
+        elif found != self.output_options:
             self.log.info(
                 "Not adopting request %s: its output is %s, not the %s asked for.",
                 request.request_id,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import itertools
+import json
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,6 +29,7 @@ from airflow_provider_echo360.hooks.model import (
     asset_file_name,
     check_request_id,
 )
+from airflow_provider_echo360.manifest import CsvShape, LandedObject, Manifest, landed_objects, manifest_key
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -145,24 +148,28 @@ class TransferReportToS3Operator(BaseOperator):
         names = [asset_file_name(url) for url in urls]
         window = WindowObjects.of(fill_placeholders(self.s3_key, request), request, names, self.decompress)
         present = self._present(window)
-        landed: dict[str, int] = {}  # the window's objects from this request, key -> size
+        landed: list[LandedObject] = []  # the window's objects from this request
         kept = present.keep_for(request.request_id)  # another request's copy already there
-        if self.replace or kept is None:
+        if present.manifest_request == request.request_id:  # an earlier try landed it all
+            landed = self._landed_before(window)
+        elif self.replace or kept is None:
+            self._unpublish(window, present)
             for index, (url, name, key) in enumerate(zip(urls, names, window.keys, strict=True)):
-                landed[key] = self._land(index, url, name, key, request.request_id, present)
-            self._remove_leftovers(window, present)
+                landed.extend(self._land(index, url, name, key, request.request_id, present))
+            self._remove_leftovers(present, {obj.key for obj in landed})
+            self._publish(window, Manifest.of(request, landed))
         else:
             self.log.info(
                 "The window already holds objects of request %s (%s) and replace=False: left as they are.",
                 kept,
                 ", ".join(sorted(present.sizes)),
             )
-        self._lineage = (request, list(landed))
+        self._lineage = (request, [obj.key for obj in landed])
         extra = asset_extra(request, self.s3_bucket, landed)
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
                 context["outlet_events"][outlet].extra = extra
-        return [f"s3://{self.s3_bucket}/{key}" for key in landed]
+        return [f"s3://{self.s3_bucket}/{obj.key}" for obj in landed]
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: the report of the window in (namespace: the institution's base URL), each S3
@@ -190,28 +197,90 @@ class TransferReportToS3Operator(BaseOperator):
             sizes |= {
                 item["Key"]: item["Size"] for item in page.get("Contents", []) if window.holds(item["Key"])
             }
-        requests = {
-            key: client.head_object(Bucket=self.s3_bucket, Key=key).get("Metadata", {}).get(META_REQUEST_ID)
-            for key in sizes
-        }
-        return PresentObjects(sizes, requests)
+        requests = {key: self._written_by(key) for key in sizes}
+        return PresentObjects(sizes, requests, self._written_by(window.manifest))
+
+    def _written_by(self, key: str) -> str | None:
+        """The request an object was written from (``None``: written otherwise, or no such object)."""
+        try:
+            head = self.s3.get_conn().head_object(Bucket=self.s3_bucket, Key=key)
+        except self.s3.get_conn().exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return head.get("Metadata", {}).get(META_REQUEST_ID)
 
     def _land(
         self, index: int, url: str, name: str, key: str, request_id: str, present: PresentObjects
-    ) -> int:
-        """Copy asset ``index`` to ``key`` unless this request's copy is there (an earlier try); its size."""
+    ) -> list[LandedObject]:
+        """Copy asset ``index`` to ``key`` unless this request's copy is there (an earlier try).
+
+        An asset without a byte (a window without rows) becomes no object.
+        """
         if present.requests.get(key) == request_id:
             self.log.info("s3://%s/%s already holds asset %s of this request.", self.s3_bucket, key, name)
-            return present.sizes[key]
+            return [self._count_landed(key)]
         metadata = {META_REQUEST_ID: request_id, META_ASSET: name}
-        size = self._copy_asset(index, url, key, metadata)
-        self.log.info("Wrote s3://%s/%s (%d bytes) from asset %s.", self.s3_bucket, key, size, name)
-        return size
+        landed = self._copy_asset(index, url, key, metadata)
+        if landed is None:
+            self.log.info("Asset %s is empty (0 bytes): no object for it.", name)
+            return []
+        self.log.info(
+            "Wrote s3://%s/%s (%d bytes, %d rows) from asset %s.",
+            self.s3_bucket,
+            key,
+            landed.size,
+            landed.rows,
+            name,
+        )
+        return [landed]
 
-    def _remove_leftovers(self, window: WindowObjects, present: PresentObjects) -> None:
+    def _count_landed(self, key: str) -> LandedObject:
+        """The rows and header of an object an earlier try wrote, read back from S3 (the API is not asked)."""
+        body = self.s3.get_conn().get_object(Bucket=self.s3_bucket, Key=key)["Body"]
+        shape = CsvShape()
+        size = sum(
+            len(chunk)
+            for chunk in checked_chunks(body.iter_chunks(MIB), gzip=key.endswith(".gz"), shape=shape)
+        )
+        return LandedObject(key, size, shape.rows, shape.columns)
+
+    def _landed_before(self, window: WindowObjects) -> list[LandedObject]:
+        """The window's objects, as the manifest of this request, written by an earlier try, lists them."""
+        self.log.info("s3://%s/%s: this request's window landed already.", self.s3_bucket, window.manifest)
+        body = self.s3.get_conn().get_object(Bucket=self.s3_bucket, Key=window.manifest)["Body"].read()
+        return landed_objects(json.loads(body), self.s3_bucket)
+
+    def _unpublish(self, window: WindowObjects, present: PresentObjects) -> None:
+        """Delete the manifest of another request's copy before its objects are replaced: while the
+        window is being written, readers find no manifest, so they know it has not landed."""
+        if present.manifest_request is not None:
+            self.s3.get_conn().delete_object(Bucket=self.s3_bucket, Key=window.manifest)
+
+    def _publish(self, window: WindowObjects, manifest: Manifest) -> None:
+        """Write the window's manifest, once every object of it is in place."""
+        self.s3.get_conn().put_object(
+            Bucket=self.s3_bucket,
+            Key=window.manifest,
+            Body=manifest.body(self.s3_bucket),
+            ContentType="application/json",
+            **self._object_args({META_REQUEST_ID: manifest.request_id}),
+        )
+        if manifest.rows == 0:
+            self.log.info(
+                "Request %s holds no rows for this window: wrote s3://%s/%s with 0 rows, so readers can tell "
+                "an empty day from one not landed yet.",
+                manifest.request_id,
+                self.s3_bucket,
+                window.manifest,
+            )
+        else:
+            self.log.info("Wrote s3://%s/%s (%d rows).", self.s3_bucket, window.manifest, manifest.rows)
+
+    def _remove_leftovers(self, present: PresentObjects, landed: set[str]) -> None:
         """Delete the window's objects this request did not write (an earlier request had more assets),
         once every object of this request is complete: readers never find the window without a copy."""
-        leftovers = sorted(set(present.sizes) - set(window.keys))
+        leftovers = sorted(set(present.sizes) - landed)
         if not leftovers:
             return
         client = self.s3.get_conn()
@@ -238,20 +307,33 @@ class TransferReportToS3Operator(BaseOperator):
                 "(SubmitReportOperator with wait_for_completion, or ReportStatusSensor)."
             )
         if not request.signed_assets:
-            raise Echo360Error(f"Echo360 request {self.request_id} is Available but lists no signed assets.")
+            self.log.info(
+                "Echo360 request %s is Available with no assets: its window has no rows.", self.request_id
+            )
         return request
 
-    def _copy_asset(self, index: int, url: str, key: str, metadata: dict[str, str]) -> int:
-        """Copy asset ``index`` to ``key``, starting over (with a fresh URL when needed) on failure."""
+    def _copy_asset(self, index: int, url: str, key: str, metadata: dict[str, str]) -> LandedObject | None:
+        """Copy asset ``index`` to ``key``, starting over (with a fresh URL when needed) on failure.
+
+        ``None`` for an asset without a byte: nothing is written.
+        """
         urls = [url]
 
-        def attempt() -> int:
+        def attempt() -> LandedObject | None:
             try:
                 with self.echo360.open_asset(urls[-1], chunk_size=MIB) as stream:
+                    shape = CsvShape()
                     chunks = checked_chunks(
-                        stream.chunks(), gzip=stream.name.endswith(".gz"), inflate=self.decompress
+                        stream.chunks(),
+                        gzip=stream.name.endswith(".gz"),
+                        inflate=self.decompress,
+                        shape=shape,
                     )
-                    return self._upload(key, chunks, metadata)
+                    first = next(chunks, None)
+                    if first is None:
+                        return None
+                    size = self._upload(key, itertools.chain([first], chunks), metadata)
+                    return LandedObject(key, size, shape.rows, shape.columns)
             except Echo360AssetUrlExpiredError:
                 self.log.warning("The signed URL of asset %d expired; asking Echo360 for a fresh one.", index)
                 urls.append(self._available_request().signed_assets[index])
@@ -268,17 +350,23 @@ class TransferReportToS3Operator(BaseOperator):
             ),
             reraise=True,
         )
-        return int(retrying(attempt))
+        landed: LandedObject | None = retrying(attempt)
+        return landed
 
-    def _upload(self, key: str, chunks: Iterable[bytes], metadata: dict[str, str] | None = None) -> int:
-        # Imported here, as S3Hook is (see ``s3``).
-        from boto3.s3.transfer import TransferConfig, create_transfer_manager
-
+    def _object_args(self, metadata: dict[str, str] | None) -> dict[str, Any]:
+        """What every object written gets: a checksum, the metadata, the encryption asked for."""
         extra: dict[str, Any] = {"ChecksumAlgorithm": PART_CHECKSUM, "Metadata": metadata or {}}
         if self.sse_kms_key_id:
             extra |= {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.sse_kms_key_id}
         elif self.encrypt:
             extra["ServerSideEncryption"] = "AES256"
+        return extra
+
+    def _upload(self, key: str, chunks: Iterable[bytes], metadata: dict[str, str] | None = None) -> int:
+        # Imported here, as S3Hook is (see ``s3``).
+        from boto3.s3.transfer import TransferConfig, create_transfer_manager
+
+        extra = self._object_args(metadata)
         client = self.s3.get_conn()
         if orphans := abort_orphan_uploads(client, self.s3_bucket, key):
             self.log.warning(
@@ -376,21 +464,32 @@ class ChunkReader(io.RawIOBase):
         return True
 
 
-def checked_chunks(chunks: Iterable[bytes], *, gzip: bool, inflate: bool) -> Iterator[bytes]:
+def checked_chunks(
+    chunks: Iterable[bytes], *, gzip: bool, inflate: bool = False, shape: CsvShape | None = None
+) -> Iterator[bytes]:
     """Pass the chunks through, checking a gzip stream to its end (CRC and length); inflate it if asked.
+    ``shape`` sees the plain bytes (to count rows). No byte at all is an empty asset, not a cut one
+    (the download's length is checked apart).
 
     Raises :class:`Echo360DownloadError` on a corrupt or unfinished gzip stream, after the last
     chunk and so before the upload can be completed.
     """
+    seen = shape or CsvShape()
+    chunks = filter(None, chunks)  # an empty chunk is none: no byte at all means an empty asset
     if not gzip:
-        yield from chunks
+        for chunk in chunks:
+            seen.feed(chunk)
+            yield chunk
         return
     inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+    started = False
     try:
         for chunk in chunks:
+            started = True
             data = chunk
             while data:
                 plain = inflater.decompress(data)
+                seen.feed(plain)
                 if inflate and plain:
                     yield plain
                 data = b""
@@ -400,11 +499,12 @@ def checked_chunks(chunks: Iterable[bytes], *, gzip: bool, inflate: bool) -> Ite
             if not inflate:
                 yield chunk
         tail = inflater.flush()
+        seen.feed(tail)
         if inflate and tail:
             yield tail
     except zlib.error as error:
         raise Echo360DownloadError(f"The gzip stream is corrupt: {error}") from None
-    if not inflater.eof:
+    if started and not inflater.eof:
         raise Echo360DownloadError("The gzip stream ended early: the download was cut short.")
 
 
@@ -427,11 +527,13 @@ class WindowObjects:
     :param keys: the key of each asset, in the request's order.
     :param prefix: a prefix under which every key of the window lies, whatever its number of assets.
     :param pattern: matches exactly the keys any request of the window can get under ``prefix``.
+    :param manifest: the key of the window's manifest (see :mod:`airflow_provider_echo360.manifest`).
     """
 
     keys: list[str]
     prefix: str
     pattern: re.Pattern[str]
+    manifest: str
 
     @classmethod
     def of(cls, s3_key: str, request: ReportRequest, names: Sequence[str], decompress: bool) -> WindowObjects:
@@ -443,7 +545,7 @@ class WindowObjects:
     def named(cls, stem: str, names: Sequence[str], decompress: bool) -> WindowObjects:
         """``<stem>_001.csv.gz``, ``<stem>_002.csv.gz``, ... with the extensions of the assets."""
         keys = [f"{stem}_{index:03d}{extension(name, decompress)}" for index, name in enumerate(names, 1)]
-        return cls(keys, f"{stem}_", re.compile(re.escape(stem) + r"_\d{3}(\.[^/]+)?"))
+        return cls(keys, f"{stem}_", re.compile(re.escape(stem) + r"_\d{3}(\.[^/]+)?"), manifest_key(stem))
 
     @classmethod
     def numbered(cls, s3_key: str, count: int) -> WindowObjects:
@@ -452,7 +554,8 @@ class WindowObjects:
         stem, dot, extensions = name.partition(".")
         base, suffix = f"{folder}{slash}{stem}", f"{dot}{extensions}"
         keys = [s3_key] if count == 1 else [f"{base}-{index:03d}{suffix}" for index in range(1, count + 1)]
-        return cls(keys, base, re.compile(re.escape(base) + r"(-\d{3})?" + re.escape(suffix)))
+        pattern = re.compile(re.escape(base) + r"(-\d{3})?" + re.escape(suffix))
+        return cls(keys, base, pattern, manifest_key(base))
 
     def holds(self, key: str) -> bool:
         return self.pattern.fullmatch(key) is not None
@@ -464,10 +567,12 @@ class PresentObjects:
 
     :param sizes: key -> size.
     :param requests: key -> the request it was written from (``None``: not written by this operator).
+    :param manifest_request: the request the window's manifest names (``None``: no manifest).
     """
 
     sizes: dict[str, int]
     requests: dict[str, str | None]
+    manifest_request: str | None = None
 
     def keep_for(self, request_id: str) -> str | None:
         """What ``replace=False`` keeps: the request (or ``"unknown"``) of a copy from another request."""
@@ -487,14 +592,17 @@ def extension(asset_name: str, decompress: bool) -> str:
     return ext.removesuffix(".gz") if decompress else ext
 
 
-def asset_extra(request: ReportRequest, bucket: str, landed: dict[str, int]) -> dict[str, Any]:
-    """The asset event's ``extra``: the report, its window, the request and each object with its size."""
+def asset_extra(request: ReportRequest, bucket: str, landed: list[LandedObject]) -> dict[str, Any]:
+    """The asset event's ``extra``: the report, its window, the request, its rows and each object."""
     return {
         "report": request.report_name,
         "start": request.parameters.get("start"),
         "end": request.parameters.get("end"),
         "request_id": request.request_id,
-        "objects": [{"uri": f"s3://{bucket}/{key}", "size": size} for key, size in landed.items()],
+        "rows": sum(obj.rows for obj in landed),
+        "objects": [
+            {"uri": f"s3://{bucket}/{obj.key}", "size": obj.size, "rows": obj.rows} for obj in landed
+        ],
     }
 
 

@@ -8,8 +8,10 @@ of them together. Each case runs a sandbox of its own as a real process, and a m
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
+from contextlib import contextmanager
 from types import SimpleNamespace
 from unittest import mock
 
@@ -215,26 +217,52 @@ def test_a_refusal_while_another_clients_requests_fill_the_cap_is_a_wait(dialect
     assert mine
 
 
-def test_a_proxys_html_pages_in_place_of_answers_are_ridden_out(s3, monkeypatch):
-    """A proxy answers some calls with its own HTML page and a 200: each is retried as a transient
-    failure, and the window lands once."""
-    options = {"processing_seconds": 2, "rows_per_day": 30, "rate_limit": 0}
-    with SandboxProcess(**options) as sandbox:
+@contextmanager
+def one_sandbox(s3, monkeypatch, **options):
+    """A sandbox of its own for one test, with the two connections pointing at it and at S3."""
+    with SandboxProcess(processing_seconds=2, rows_per_day=30, rate_limit=0, **options) as sandbox:
         MEMORY.forget()
         monkeypatch.setenv("AIRFLOW_CONN_AWS_CONTRACT", s3.airflow_connection())
         monkeypatch.setenv(
             "AIRFLOW_CONN_ECHO360_CONTRACT", sandbox.airflow_connection(extra={"backoff_seconds": 0.05})
         )
+        yield sandbox
+
+
+def transfer_to(request_id: str, s3_key: str) -> list[str]:
+    return TransferReportToS3Operator(
+        task_id="transfer",
+        request_id=request_id,
+        s3_bucket=BUCKET,
+        s3_key=s3_key,
+        aws_conn_id="aws_contract",
+        echo360_conn_id="echo360_contract",
+    ).execute({"outlet_events": OutletEvents()})
+
+
+def test_a_proxys_html_pages_in_place_of_answers_are_ridden_out(s3, monkeypatch):
+    """A proxy answers some calls with its own HTML page and a 200: each is retried as a transient
+    failure, and the window lands once."""
+    with one_sandbox(s3, monkeypatch) as sandbox:
         sandbox.set_faults(fault_rate=1.0, faults=["html"], fault_targets=["api"], fault_budget=3)
         request_id = submit_operator("videoview", 3).execute({"ti": mock.MagicMock()})
-        written = TransferReportToS3Operator(
-            task_id="transfer",
-            request_id=request_id,
-            s3_bucket=BUCKET,
-            s3_key="html-pages/",
-            aws_conn_id="aws_contract",
-            echo360_conn_id="echo360_contract",
-        ).execute({"outlet_events": OutletEvents()})
+        written = transfer_to(request_id, "html-pages/")
         stats = sandbox.stats()
         assert len(written) == 1 and stats["submitted"] == 1
         assert stats["faults"] == {"html": 3}, stats["faults"]
+
+
+@pytest.mark.parametrize("shape", ["header", "no-key", "empty-list", "zero-bytes"])
+def test_a_window_without_rows_lands_as_0_rows_and_a_rerun_adopts_its_request(s3, monkeypatch, shape):
+    """Every way the service may show a day without activity: the transfer succeeds with a manifest
+    of 0 rows, and another run of the window (no record of it in this Airflow: the listing is read)
+    adopts the request instead of submitting it again."""
+    with one_sandbox(s3, monkeypatch, empty_every=1, empty_shape=shape) as sandbox:
+        request_id = submit_operator("videoview", 4).execute({"ti": mock.MagicMock()})
+        written = transfer_to(request_id, f"no-rows-{shape}/")
+        start, end = window(4).values()
+        key = f"no-rows-{shape}/_videoview_{start}_{end}.manifest.json"
+        manifest = json.loads(s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        assert (manifest["rows"], manifest["files"]) == (0, len(written))
+        again = submit_operator("videoview", 4).execute({"ti": mock.MagicMock()})
+        assert again == request_id and sandbox.stats()["submitted"] == 1

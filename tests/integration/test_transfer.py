@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import csv
 import datetime as dt
 import gzip
+import json
+import logging
 import os
 import signal
 import time
@@ -209,6 +212,10 @@ def rerun_transfer(request_id: str, key: str, **kwargs) -> tuple[list[str], list
     return op.execute({"outlet_events": OutletEvents()}), calls
 
 
+def read_manifest(client, key: str) -> dict:
+    return json.loads(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
 def window_keys(client, prefix: str) -> list[str]:
     return [item["Key"] for item in client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
 
@@ -223,13 +230,18 @@ def test_a_rerun_with_fewer_assets_replaces_the_window_and_then_removes_the_left
     second = ready_request(env.hook, "pollingv2", window)
     written, calls = rerun_transfer(second, "rerun/", replace=True)
     assert written == [f"s3://{BUCKET}/{stem}_001.csv.gz"]
-    # The new object first (it replaces its key at once), then the leftovers, one by one.
+    # The old manifest goes first (readers see the window is being landed), then the new object (it
+    # replaces its key at once), the leftovers one by one, and the new manifest last.
+    manifest = "rerun/_pollingv2_2024-03-01_2024-03-03.manifest.json"
     assert calls == [
+        f"DeleteObject {manifest}",
         f"PutObject {stem}_001.csv.gz",
         f"DeleteObject {stem}_002.csv.gz",
         f"DeleteObject {stem}_003.csv.gz",
+        f"PutObject {manifest}",
     ]
-    assert window_keys(env.client, "rerun/") == [f"{stem}_001.csv.gz"]
+    assert read_manifest(env.client, manifest)["request_id"] == second
+    assert window_keys(env.client, "rerun/") == [manifest, f"{stem}_001.csv.gz"]
     assert_served(env, second, written[0])
     assert source_asset(env.client, written[0]) == f"{second}.csv.gz"
 
@@ -393,3 +405,44 @@ def test_a_transfer_that_times_out_stops_reading_at_once_and_aborts(env):
     assert len(taken) < 1000
     assert "CreateMultipartUpload" in up.calls and up.calls[-1] == "AbortMultipartUpload", up.calls
     assert left_behind(env.client, "failed/") == (0, [])
+
+
+@pytest.mark.parametrize(
+    ("shape", "objects"), [("header", 1), ("no-key", 0), ("empty-list", 0), ("zero-bytes", 0)]
+)
+@pytest.mark.parametrize("decompress", [False, True])
+def test_a_window_without_rows_lands_as_a_manifest_of_0_rows(env, shape, objects, decompress, caplog):
+    env.sandbox.set_config(empty_every=1, empty_shape=shape)
+    request_id = ready_request(env.hook, "videoview", WINDOW)
+    stem = f"empty-{shape}-{decompress}/videoview_{WINDOW['start']}_{WINDOW['end']}"
+    op = transfer_operator(request_id, f"empty-{shape}-{decompress}/", decompress=decompress)
+    op._cached_logger = logging.getLogger("echo360.test.transfer")  # Airflow 3's structlog, to caplog
+    with caplog.at_level("INFO", logger="echo360.test.transfer"):
+        written = op.execute({"outlet_events": OutletEvents()})
+    assert len(written) == objects
+    manifest = read_manifest(
+        env.client, f"empty-{shape}-{decompress}/_{stem.partition('/')[2]}.manifest.json"
+    )
+    assert (manifest["rows"], manifest["files"], manifest["request_id"]) == (0, objects, request_id)
+    assert "no rows for this window" in caplog.text
+    if objects:  # the header-only asset lands as served (inflated on request): readers see the columns
+        stored = s3_bytes(env.client, written[0])
+        header = next(csv.reader([(stored if decompress else gzip.decompress(stored)).decode()]))
+        assert manifest["columns"] == header and len(header) > 3
+    again, calls = rerun_transfer(request_id, f"empty-{shape}-{decompress}/")  # a retry: nothing written
+    assert (again, calls) == (written, [])
+
+
+def test_a_window_that_was_empty_and_then_has_rows_is_replaced_whole(env):
+    window = {"start": "2024-04-01", "end": "2024-04-02"}
+    env.sandbox.set_config(empty_every=1, empty_shape="no-key")
+    empty = ready_request(env.hook, "liveviews", window)
+    assert transfer(empty, "refill/") == []
+    env.sandbox.set_config(empty_every=0)
+    full = ready_request(env.hook, "liveviews", window)
+    written, _ = rerun_transfer(full, "refill/", replace=True)
+    manifest = read_manifest(env.client, "refill/_liveviews_2024-04-01_2024-04-02.manifest.json")
+    assert manifest["request_id"] == full and manifest["rows"] > 0
+    assert [obj["uri"] for obj in manifest["objects"]] == written
+    body = gzip.decompress(s3_bytes(env.client, written[0]))
+    assert manifest["rows"] == body.count(b"\n") - 1

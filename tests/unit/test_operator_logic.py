@@ -243,6 +243,15 @@ def test_an_available_request_without_output_options_is_adopted_only_if_its_byte
     assert op.execute(context()) == "old"
 
 
+@pytest.mark.parametrize("assets", [[], ["empty.csv.gz"]])
+def test_an_available_request_of_a_window_without_rows_is_adopted_not_submitted_again(variables, assets):
+    op = operator(wait_for_completion=False)
+    listed(op, [request("Available", "empty", assets=assets)])
+    op.hook.read_output_options.return_value = None  # no asset, or one of 0 bytes: nothing to tell by
+    assert op.execute(context()) == "empty"
+    op.hook.submit_request.assert_not_called()
+
+
 def test_an_asset_unreadable_for_now_is_read_again_and_never_leads_to_a_second_submission(variables):
     op = operator(wait_for_completion=False)
     listed(op, [request("Available", "old", assets=["old.csv.gz"])])

@@ -8,6 +8,7 @@ import pytest
 
 from airflow_provider_echo360.exceptions import Echo360DownloadError
 from airflow_provider_echo360.hooks.model import ReportRequest
+from airflow_provider_echo360.manifest import CsvShape, LandedObject, Manifest
 from airflow_provider_echo360.transfers.echo360_to_s3 import (
     ChunkReader,
     PresentObjects,
@@ -67,6 +68,68 @@ def test_gzip_is_checked_to_its_end_and_inflated_on_request(inflate):
     assert out == (plain + b"second member\n" if inflate else packed)
 
 
+def shape_of(data: bytes, chunk: int) -> CsvShape:
+    shape = CsvShape()
+    for piece in split(data, chunk):
+        shape.feed(piece)
+    return shape
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+@pytest.mark.parametrize(
+    ("data", "columns", "rows"),
+    [
+        (b"", [], 0),
+        (b"a,b\n", ["a", "b"], 0),  # a header only: a day without rows
+        (b"a,b", ["a", "b"], 0),
+        (b"a,b\r\n1,2\r\n3,4\r\n", ["a", "b"], 2),
+        (b"a,b\n1,2\n3,4", ["a", "b"], 2),  # no line break after the last row
+        (b'"a","b"\n"x\ny","z"\n"say ""hi""\n",w\n', ["a", "b"], 2),  # line breaks inside quotes
+        (b"\xef\xbb\xbfuser\tcourse\n1\t2\n", ["user", "course"], 1),  # BOM, tabs
+        (b"a|b|c\n1|2|3\n", ["a", "b", "c"], 1),
+    ],
+)
+def test_rows_and_header_are_counted_in_passing_whatever_the_chunks(data, columns, rows, chunk):
+    shape = shape_of(data, chunk)
+    assert (shape.columns, shape.rows) == (columns, rows)
+
+
+@pytest.mark.parametrize("inflate", [False, True])
+def test_an_asset_without_a_byte_is_empty_not_cut(inflate):
+    shape = CsvShape()
+    assert list(checked_chunks([], gzip=True, inflate=inflate, shape=shape)) == []
+    assert list(checked_chunks([b""], gzip=True, inflate=inflate)) == []
+    assert shape.rows == 0
+
+
+def test_rows_of_a_gzip_asset_are_counted_on_its_plain_bytes():
+    plain = b"a,b\n" + b"".join(b"%d,x\n" % i for i in range(5000))
+    shape = CsvShape()
+    b"".join(checked_chunks(split(gzip.compress(plain), 777), gzip=True, shape=shape))
+    assert (shape.columns, shape.rows) == (["a", "b"], 5000)
+
+
+def test_the_manifest_says_what_landed_and_an_empty_window_has_one_with_no_rows():
+    landed = [
+        LandedObject("k/v_001.csv.gz", 10, 3, ["a", "b"]),
+        LandedObject("k/v_002.csv.gz", 7, 2, ["a", "b"]),
+    ]
+    body = Manifest.of(DAY, landed).as_json("b")
+    assert {key: body[key] for key in ("report", "start", "end", "request_id", "rows", "bytes", "files")} == {
+        "report": "videoview",
+        "start": "2024-01-01",
+        "end": "2024-01-02",
+        "request_id": "r1",
+        "rows": 5,
+        "bytes": 17,
+        "files": 2,
+    }
+    assert body["columns"] == ["a", "b"]
+    assert body["objects"][1] == {"uri": "s3://b/k/v_002.csv.gz", "rows": 2, "bytes": 7}
+    empty = Manifest.of(DAY, []).as_json("b")
+    assert (empty["rows"], empty["files"], empty["objects"], empty["columns"]) == (0, 0, [], [])
+
+
 def test_truncated_gzip_is_refused():
     packed = gzip.compress(os.urandom(20_000))
     with pytest.raises(Echo360DownloadError, match="ended early"):
@@ -118,6 +181,8 @@ def test_keys_depend_on_the_report_window_and_asset_index_only(key, request_, na
     window = WindowObjects.of(key, request_, names, decompress)
     assert window.keys == expected
     assert all(k.startswith(window.prefix) and window.holds(k) for k in expected)
+    # The manifest sits beside the objects, out of the window's pattern and of readers' tables.
+    assert window.manifest.rpartition("/")[2].startswith("_") and not window.holds(window.manifest)
     other_request = ReportRequest("r9", "Available", request_.report_name, request_.parameters)
     assert WindowObjects.of(key, other_request, names, decompress).keys == expected
 
@@ -166,14 +231,19 @@ def test_replace_off_keeps_a_copy_of_another_request_only():
 
 
 def test_the_asset_event_names_the_report_window_request_and_objects():
-    assert asset_extra(DAY, "b", {"k/1.csv.gz": 10, "k/2.csv.gz": 0}) == {
+    landed = [LandedObject("k/1.csv.gz", 10, 3), LandedObject("k/2.csv.gz", 7, 0)]
+    assert asset_extra(DAY, "b", landed) == {
         "report": "videoview",
         "start": "2024-01-01",
         "end": "2024-01-02",
         "request_id": "r1",
-        "objects": [{"uri": "s3://b/k/1.csv.gz", "size": 10}, {"uri": "s3://b/k/2.csv.gz", "size": 0}],
+        "rows": 3,
+        "objects": [
+            {"uri": "s3://b/k/1.csv.gz", "size": 10, "rows": 3},
+            {"uri": "s3://b/k/2.csv.gz", "size": 7, "rows": 0},
+        ],
     }
-    assert asset_extra(SNAPSHOT, "b", {})["start"] is None
+    assert asset_extra(SNAPSHOT, "b", [])["start"] is None
 
 
 def test_static_asset_keeps_the_folders_known_before_templates():

@@ -47,11 +47,15 @@ class Echo360TransientError(Echo360Error):
 
 
 class Echo360AssetUrlExpiredError(Echo360Error):
-    """A signed asset URL was refused (403): it expired or its signature no longer holds."""
+    """A signed asset URL was refused (400, 403, 404): it expired or its signature no longer holds."""
 
 
 class Echo360DownloadError(Echo360Error):
     """An asset download failed, broke off or delivered fewer bytes than announced: start it over."""
+
+
+class Echo360DownloadUnreachableError(Echo360DownloadError, Echo360TransientError):
+    """A signed URL could not be reached, its retries spent: an outage, waited out as the API's are."""
 
 
 class Echo360ApiError(Echo360Error, AirflowFailException):

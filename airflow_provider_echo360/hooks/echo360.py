@@ -24,6 +24,7 @@ from asgiref.sync import sync_to_async
 from airflow_provider_echo360.exceptions import (
     Echo360AssetUrlExpiredError,
     Echo360DownloadError,
+    Echo360DownloadUnreachableError,
     Echo360Error,
     Echo360RequestNotFoundError,
     Echo360SubmissionRefusedError,
@@ -315,7 +316,8 @@ class Echo360Hook(BaseHook):
         redirects to ``https`` URLs only. Errors name the URL without its signature.
 
         :raises Echo360AssetUrlExpiredError: the URL was refused (400, 403, 404): get a fresh one.
-        :raises Echo360DownloadError: the download could not start (after retries): start it over.
+        :raises Echo360DownloadError: the download answered neither the asset nor a refusal: start it over.
+        :raises Echo360DownloadUnreachableError: it could not be reached (after retries): an outage.
         """
         mask_url_signature(signed_url)
         safe = redact_url(signed_url)
@@ -325,7 +327,7 @@ class Echo360Hook(BaseHook):
                 allow_http = self.settings.allow_http_downloads
                 response = connect(_open_download, client, signed_url, allow_http=allow_http)
             except Echo360TransientError as error:
-                raise Echo360DownloadError(f"Could not download {safe}: {error}") from None
+                raise Echo360DownloadUnreachableError(f"Could not download {safe}: {error}") from None
             try:
                 if response.status_code in URL_REFUSED:
                     raise Echo360AssetUrlExpiredError(

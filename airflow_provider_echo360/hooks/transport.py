@@ -52,6 +52,8 @@ REGION_URLS = {
 TOKEN_WAYS = ("form", "basic", "query")
 #: The API counts its rate limit over a rolling minute; a 429 is worth retrying for at least that long.
 RATE_WINDOW_SECONDS = 65.0
+#: How long the API may stay unreachable before a task gives up: outages of minutes are ridden out.
+DEFAULT_OUTAGE_BUDGET = 1800.0
 #: Transport failures worth another attempt (connect/read errors, timeouts, resets).
 TRANSPORT_ERRORS = (httpx.TransportError,)
 
@@ -89,6 +91,8 @@ class ConnectionSettings:
     :param backoff_seconds: the first retry's wait; each later one doubles it (up to a minute).
     :param allow_http_downloads: fetch signed asset URLs over plain ``http`` too (off: ``https``
         only, loopback hosts aside). The vendor's own example URL is ``http``.
+    :param outage_budget: how long the API may stay unreachable, once the retries are spent, before
+        a task gives up (seconds; see :mod:`airflow_provider_echo360.outages`).
     """
 
     base_url: str
@@ -99,6 +103,7 @@ class ConnectionSettings:
     max_retries: int = 6
     backoff_seconds: float = 1.0
     allow_http_downloads: bool = False
+    outage_budget: float = DEFAULT_OUTAGE_BUDGET
 
     @classmethod
     def from_connection(cls, conn: Any) -> ConnectionSettings:
@@ -120,6 +125,7 @@ class ConnectionSettings:
             max_retries=_number(extra, "max_retries", int, 6, minimum=0),
             backoff_seconds=_number(extra, "backoff_seconds", float, 1.0, minimum=0.0),
             allow_http_downloads=_flag(extra, "allow_http_downloads"),
+            outage_budget=_number(extra, "outage_budget", float, DEFAULT_OUTAGE_BUDGET, minimum=0.0),
         )
 
     @property

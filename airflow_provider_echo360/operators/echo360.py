@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any, NoReturn
 
@@ -36,6 +36,7 @@ from airflow_provider_echo360.hooks.model import (
     ReportRequest,
     ReportStatus,
 )
+from airflow_provider_echo360.outages import through_outages
 from airflow_provider_echo360.reports import (
     CATALOG,
     resolve_definition,
@@ -131,6 +132,7 @@ def defer_until_available(
     echo360_conn_id: str,
     poll_interval: float,
     deadline: float,
+    outage_budget: float,
     **defer_kwargs: Any,
 ) -> NoReturn:
     """Defer ``task`` on a :class:`ReportStatusTrigger` that ends it in the triggerer once ``Available``.
@@ -144,6 +146,7 @@ def defer_until_available(
         echo360_conn_id=echo360_conn_id,
         poll_interval=poll_interval,
         deadline=deadline,
+        max_outage_seconds=outage_budget,
         end_task_when_available=True,
     )
     task.defer(trigger=trigger, **defer_kwargs)
@@ -253,6 +256,19 @@ class SubmitReportOperator(BaseOperator):
         return Echo360Hook(echo360_conn_id=self.echo360_conn_id)
 
     def execute(self, context: Context) -> str:
+        return self._through_outages(lambda: self._execute(context))
+
+    def resume_after_outage(
+        self, context: Context, event: Any = None, outage_since: str | None = None
+    ) -> str:
+        """Run again once an outage of the API was waited out (see :mod:`..outages`)."""
+        return self._through_outages(lambda: self._execute(context), outage_since)
+
+    def _through_outages(self, run: Callable[[], str], since: str | None = None) -> str:
+        budget = self.hook.settings.outage_budget
+        return through_outages(self, run, budget=budget, deferrable=self.deferrable, since=since)
+
+    def _execute(self, context: Context) -> str:
         parameters = self.resolve_parameters(context)
         self._wait_for_complete_data(parameters)
         memory = self.memory(context, parameters)
@@ -519,6 +535,7 @@ class SubmitReportOperator(BaseOperator):
                 echo360_conn_id=self.echo360_conn_id,
                 poll_interval=self.poll_interval,
                 deadline=deadline,
+                outage_budget=self.hook.settings.outage_budget,
                 method_name="execute_complete",
                 kwargs={
                     "parameters": dict(parameters),
@@ -545,12 +562,17 @@ class SubmitReportOperator(BaseOperator):
         triggers in-process and hands their ``TaskSuccessEvent`` on as the string ``"success"``), the
         request is ``Available``.
         """
-        if not isinstance(event, Mapping) and request_id is None:
-            request_id = self._ready_request_id(context)
-        event = as_event(event, request_id)
-        return self._settle(
-            context, event["request_id"], event["status"], parameters or {}, resubmits_left, event
-        )
+
+        def settle() -> str:
+            found = request_id
+            if not isinstance(event, Mapping) and found is None:
+                found = self._ready_request_id(context)
+            final = as_event(event, found)
+            return self._settle(
+                context, final["request_id"], final["status"], parameters or {}, resubmits_left, final
+            )
+
+        return self._through_outages(settle)
 
     def _ready_request_id(self, context: Context) -> str:
         """The ready request of this window, found again: ``airflow dags test`` resumes the task with

@@ -16,6 +16,7 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
+from airflow_provider_echo360.exceptions import Echo360TransientError
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
 from airflow_provider_echo360.hooks.model import FAILED_STATUSES, check_request_id
 from airflow_provider_echo360.operators.echo360 import as_event, defer_until_available, raise_for_event
@@ -30,7 +31,9 @@ class ReportStatusSensor(BaseSensorOperator):
     which ends the task there as soon as the request is ``Available`` (no resume on a worker).
     With ``deferrable=False`` the usual ``poke`` and ``reschedule`` modes work. A terminal status
     other than ``Available`` fails the task at once, without retries; ``timeout`` ends the wait as
-    for every Airflow sensor. The request id is returned (XCom ``return_value``).
+    for every Airflow sensor. An outage of the API is waited out: a poke that cannot reach it is a
+    "not yet", and the trigger keeps polling through it for the connection's ``outage_budget``.
+    The request id is returned (XCom ``return_value``).
 
     :param request_id: the request to wait for, e.g. ``"{{ ti.xcom_pull('submit') }}"``. Templated.
     :param echo360_conn_id: the ``echo360`` connection. Templated.
@@ -75,13 +78,18 @@ class ReportStatusSensor(BaseSensorOperator):
             echo360_conn_id=self.echo360_conn_id,
             poll_interval=self.poke_interval,
             deadline=time.time() + self.timeout,
+            outage_budget=self.hook.settings.outage_budget,
             method_name="execute_complete",
             # A little later than the trigger's own deadline, so the trigger's clear event wins.
             timeout=dt.timedelta(seconds=self.timeout + 2 * self.poke_interval + 60),
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
-        request = self.hook.get_request(self.request_id)
+        try:
+            request = self.hook.get_request(self.request_id)
+        except Echo360TransientError as error:  # the sensor's timeout bounds an outage as any wait
+            self.log.warning("Echo360 is unreachable (%s): looking again at the next poke.", error)
+            return PokeReturnValue(is_done=False)
         self.log.info("Echo360 request %s is %s.", self.request_id, request.status)
         if request.known_status in FAILED_STATUSES:
             raise_for_event({"status": request.status, "request_id": self.request_id})

@@ -13,13 +13,14 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import tenacity
-from airflow.providers.common.compat.sdk import Asset, BaseOperator, Context
+from airflow.providers.common.compat.sdk import Asset, BaseOperator, Context, conf
 
 from airflow_provider_echo360.exceptions import (
     Echo360AssetUrlExpiredError,
     Echo360DownloadError,
     Echo360Error,
     Echo360RequestFailedError,
+    Echo360TransientError,
     Echo360ValidationError,
 )
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
@@ -30,6 +31,7 @@ from airflow_provider_echo360.hooks.model import (
     check_request_id,
 )
 from airflow_provider_echo360.manifest import CsvShape, LandedObject, Manifest, landed_objects, manifest_key
+from airflow_provider_echo360.outages import through_outages
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -89,6 +91,8 @@ class TransferReportToS3Operator(BaseOperator):
     :param upload_concurrency: parts uploaded at once while the download goes on (and parts held in
         memory waiting for an upload thread).
     :param attempts: tries per asset (a broken download or an expired URL starts the asset over).
+    :param deferrable: wait out an outage of the API deferred, not asleep in a worker (default:
+        ``[operators] default_deferrable``; see :mod:`airflow_provider_echo360.outages`).
     """
 
     template_fields: Sequence[str] = ("request_id", "s3_bucket", "s3_key", "echo360_conn_id", "aws_conn_id")
@@ -109,6 +113,7 @@ class TransferReportToS3Operator(BaseOperator):
         part_size: int = 16 * MIB,
         upload_concurrency: int = 4,
         attempts: int = 4,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         if "outlets" not in kwargs and (asset := static_asset(s3_bucket, s3_key)) is not None:
@@ -126,6 +131,7 @@ class TransferReportToS3Operator(BaseOperator):
         self.part_size = max(part_size, MIN_PART_SIZE)
         self.upload_concurrency = max(1, upload_concurrency)
         self.attempts = max(1, attempts)
+        self.deferrable = deferrable
         #: the request and the keys of its objects, once ``execute`` is over (for OpenLineage)
         self._lineage: tuple[ReportRequest, list[str]] | None = None
 
@@ -143,6 +149,19 @@ class TransferReportToS3Operator(BaseOperator):
 
     def execute(self, context: Context) -> list[str]:
         self._check_inputs()
+        return self._through_outages(lambda: self._execute(context))
+
+    def resume_after_outage(
+        self, context: Context, event: Any = None, outage_since: str | None = None
+    ) -> list[str]:
+        """Run again once an outage was waited out: what landed before it is not written again."""
+        return self._through_outages(lambda: self._execute(context), outage_since)
+
+    def _through_outages(self, run: Callable[[], list[str]], since: str | None = None) -> list[str]:
+        budget = self.echo360.settings.outage_budget
+        return through_outages(self, run, budget=budget, deferrable=self.deferrable, since=since)
+
+    def _execute(self, context: Context) -> list[str]:
         request = self._available_request()
         urls = request.signed_assets
         names = [asset_file_name(url) for url in urls]
@@ -340,7 +359,9 @@ class TransferReportToS3Operator(BaseOperator):
                 raise
 
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type((Echo360AssetUrlExpiredError, Echo360DownloadError)),
+            # An asset that cannot be reached at all is an outage: waited out for the whole task.
+            retry=tenacity.retry_if_exception_type((Echo360AssetUrlExpiredError, Echo360DownloadError))
+            & tenacity.retry_if_not_exception_type(Echo360TransientError),
             wait=tenacity.wait_exponential_jitter(initial=1, max=30),
             stop=tenacity.stop_after_attempt(self.attempts),
             before_sleep=lambda state: self.log.warning(

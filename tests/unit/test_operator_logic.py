@@ -79,6 +79,7 @@ def operator(**kwargs):
     op = SubmitReportOperator(**kwargs)
     op.hook = mock.MagicMock()  # cached_property: set on the instance
     op.hook.settings.base_url = "https://echo360.org"
+    op.hook.settings.outage_budget = 0  # an outage fails the try at once (tests/unit/test_outages.py)
     listed(op, [])
     op.hook.submit_request.return_value = request()
     op.hook.resolve_report_name.side_effect = lambda name: name

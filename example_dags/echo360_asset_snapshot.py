@@ -25,7 +25,7 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=TAGS,
 ) as dag:
-    snapshot = SubmitReportOperator(task_id="submit_asset", report_name="asset", pool=POOL, deferrable=True)
+    snapshot = SubmitReportOperator(task_id="submit_asset", report_name="asset", pool=POOL)
     TransferReportToS3Operator(
         task_id="transfer_asset",
         request_id=snapshot.output,

@@ -41,6 +41,8 @@ DEFAULT_ARGS = {
     "retry_delay": pendulum.duration(minutes=5),
     "echo360_conn_id": "{{ var.value.get('echo360_conn_id', 'echo360_default') }}",
     "aws_conn_id": "{{ var.value.get('echo360_aws_conn_id', 'aws_default') }}",
+    # Wait in the triggerer, not in a worker: for the report, and through an outage of the API.
+    "deferrable": True,
     "poll_interval": POLL_SECONDS,  # SubmitReportOperator
     "poke_interval": POLL_SECONDS,  # ReportStatusSensor
 }

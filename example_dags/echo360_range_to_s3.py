@@ -43,9 +43,7 @@ with DAG(
             for start, end in windows
         ]
 
-    submitted = SubmitReportOperator.partial(task_id="submit", pool=POOL, deferrable=True).expand_kwargs(
-        plan_windows()
-    )
+    submitted = SubmitReportOperator.partial(task_id="submit", pool=POOL).expand_kwargs(plan_windows())
     TransferReportToS3Operator.partial(
         task_id="transfer",
         s3_bucket=S3_BUCKET,

@@ -26,9 +26,7 @@ with DAG(
     tags=TAGS,
 ) as dag:
     for report in REPORTS:
-        submit = SubmitReportOperator(
-            task_id=f"submit_{report}", report_name=report, pool=POOL, deferrable=True
-        )
+        submit = SubmitReportOperator(task_id=f"submit_{report}", report_name=report, pool=POOL)
         TransferReportToS3Operator(
             task_id=f"transfer_{report}",
             request_id=submit.output,

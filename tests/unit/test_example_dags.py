@@ -177,6 +177,7 @@ def test_daily_and_weekly_submit_in_the_pool_and_transfer_each_report(dagbag, da
         assert (submit.poll_interval, submit.echo360_conn_id, submit.retries) == (60, ECHO360_CONN, 2)
         (transfer,) = submit.downstream_list
         assert transfer.task_id == f"transfer_{report}" and transfer.pool == "default_pool"
+        assert transfer.deferrable  # an outage of the API is waited out without holding a worker
         assert (transfer.s3_bucket, transfer.s3_key) == (BUCKET, key)
         assert (transfer.echo360_conn_id, transfer.aws_conn_id) == (ECHO360_CONN, AWS_CONN)
         assert [outlet.uri for outlet in transfer.outlets] == [f"echo360_{report}"]

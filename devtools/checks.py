@@ -57,7 +57,18 @@ def assert_landed_byte_identical(
     for obj in landed:
         assert obj.body == env.served_bytes(obj), obj.key
         assert rows is None or obj.rows == rows, (obj.key, obj.rows)
+    assert_manifests_agree(env, landed, prefix)
     return landed
+
+
+def assert_manifests_agree(env: Echo360Environment, landed: list[LandedObject], prefix: str) -> None:
+    """Every object is listed by exactly one window's manifest, with its rows and size."""
+    objects = {obj.key: obj for obj in landed}
+    listed = [entry for manifest in env.manifests(prefix).values() for entry in manifest["objects"]]
+    keys = [entry["uri"].removeprefix(f"s3://{BUCKET}/") for entry in listed]
+    assert sorted(keys) == sorted(objects), sorted(set(keys) ^ set(objects))
+    for key, entry in zip(keys, listed, strict=True):
+        assert (entry["rows"], entry["bytes"]) == (objects[key].rows, objects[key].size), key
 
 
 def assert_one_copy_per_window(
@@ -77,9 +88,11 @@ def assert_one_copy_per_window(
 
 
 def assert_written_once(env: Echo360Environment, landed: list[LandedObject]) -> None:
-    """Each object was written once: one version each in the (versioned) bucket, no other object."""
+    """Each object and each window's manifest was written once: one version each in the (versioned)
+    bucket, no other object."""
     versions = env.s3.client().list_object_versions(Bucket=BUCKET, Prefix="echo360/").get("Versions", [])
-    assert Counter(v["Key"] for v in versions) == Counter(obj.key for obj in landed)
+    written = [obj.key for obj in landed] + list(env.manifests())
+    assert Counter(v["Key"] for v in versions) == Counter(written)
 
 
 def assert_no_open_uploads(env: Echo360Environment) -> None:

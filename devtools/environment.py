@@ -204,25 +204,42 @@ class Echo360Environment:
             self.stack.wait_for_cli_backfill(self.cli_backfill, timeout)
         return self.stack.wait_for_runs(DAILY_DAG, days, timeout=timeout, run_type="backfill")
 
-    def landed(self, prefix: str = "echo360/") -> Iterator[LandedObject]:
-        """Every object under ``prefix`` in the bucket, in key order."""
+    def keys(self, prefix: str = "echo360/") -> Iterator[str]:
+        """Every key under ``prefix`` in the bucket, in key order."""
         client = self.s3.client()
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
-            for item in page.get("Contents", []):
-                key = item["Key"]
+            yield from (item["Key"] for item in page.get("Contents", []))
+
+    def manifests(self, prefix: str = "echo360/") -> dict[str, dict[str, Any]]:
+        """Every window's manifest under ``prefix``: key -> its JSON."""
+        client = self.s3.client()
+        return {
+            key: json.loads(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+            for key in self.keys(prefix)
+            if key.endswith(".manifest.json")
+        }
+
+    def landed(self, prefix: str = "echo360/") -> Iterator[LandedObject]:
+        """Every object of a report under ``prefix`` in the bucket (manifests aside), in key order."""
+        client = self.s3.client()
+        for key in self.keys(prefix):
+            if not key.endswith(".manifest.json"):
                 answer = client.get_object(Bucket=BUCKET, Key=key)
-                body, metadata = answer["Body"].read(), answer["Metadata"]
-                _, report, folder, file_name = key.split("/", 3)
-                yield LandedObject(
-                    key=key,
-                    report=report,
-                    start=folder.removeprefix("dt="),
-                    size=len(body),
-                    rows=count_rows(body, file_name),
-                    body=body,
-                    request_id=metadata["echo360-request-id"],
-                    asset=metadata["echo360-asset"],
-                )
+                yield self._landed_object(key, answer["Body"].read(), answer["Metadata"])
+
+    @staticmethod
+    def _landed_object(key: str, body: bytes, metadata: dict[str, str]) -> LandedObject:
+        _, report, folder, file_name = key.split("/", 3)
+        return LandedObject(
+            key=key,
+            report=report,
+            start=folder.removeprefix("dt="),
+            size=len(body),
+            rows=count_rows(body, file_name),
+            body=body,
+            request_id=metadata["echo360-request-id"],
+            asset=metadata["echo360-asset"],
+        )
 
     def served_bytes(self, landed: LandedObject) -> bytes:
         """What the sandbox served for the asset behind ``landed``."""

@@ -56,6 +56,8 @@ REUSE_DATED = REUSABLE_AGE
 REUSE_UNDATED = dt.timedelta(hours=12)
 #: Reads of an adoptable request's asset before its failure fails the task try (see ``_confirm_output``).
 CONFIRM_ATTEMPTS = 3
+#: Refusals that say what is refused is gone for good (a retired report): never a wait for the cap.
+NEVER_THE_CAP = frozenset({410})
 UNREADABLE_FOR_NOW = (Echo360TransientError, Echo360DownloadError, Echo360AssetUrlExpiredError)
 
 Seconds = dt.timedelta | float
@@ -491,9 +493,9 @@ class SubmitReportOperator(BaseOperator):
 
         The API's wording of the cap is undocumented, so any refusal may be it, and the service's
         refusal is its own count of what is in flight (other clients' requests and the split shape's
-        included). A 429 is always a wait. Otherwise, where the listing shows, within a bounded
-        read, that nothing is in progress, it cannot be the cap: the task fails at once with the
-        API's words. A refusal that lasts past ``timeout`` fails with them too.
+        included). A 429 is always a wait; a 410 (the report retired) never is. Otherwise, where the
+        listing shows, within a bounded read, that nothing is in progress, it cannot be the cap: the
+        task fails at once with the API's words. A refusal that lasts past ``timeout`` fails with them too.
         """
         refused_for = dt.datetime.now(dt.UTC) - refused_since
         if refused_for.total_seconds() > self.timeout:
@@ -504,6 +506,8 @@ class SubmitReportOperator(BaseOperator):
             )
         if refusal.http_status == 429:
             self._wait_for_slot(f"{refusal} (the rate limit or the cap)")
+        if refusal.http_status in NEVER_THE_CAP:
+            raise Echo360ApiError(refusal.http_status, f"the submission was refused: {refusal.api_message}")
         listing = self.hook.find_requests(dt.datetime.now(dt.UTC) - REUSABLE_AGE)
         busy = in_flight(listing.requests)
         if busy or not listing.complete:

@@ -199,6 +199,14 @@ def test_a_refusal_with_nothing_in_progress_fails_at_once_with_the_apis_words(st
         op.execute(context())
 
 
+def test_a_report_gone_for_good_fails_at_once_even_with_requests_in_progress():
+    op = operator()
+    op.hook.submit_request.side_effect = Echo360SubmissionRefusedError(410, "report retired")
+    listed(op, three_in_progress())
+    with pytest.raises(AirflowFailException, match="410.*report retired"):
+        op.execute(context())
+
+
 def test_a_refusal_is_a_wait_where_the_listing_cannot_tell_what_is_in_progress():
     op = operator()
     op.hook.submit_request.side_effect = Echo360SubmissionRefusedError(400, "start must be a weekday")

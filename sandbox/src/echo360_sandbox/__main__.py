@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -31,8 +32,12 @@ from echo360_sandbox.config import (
     ConfigError,
     SandboxConfig,
 )
+from echo360_sandbox.outage import Outage
 
 _DEFAULTS = SandboxConfig()
+#: Options that are not settings: the parent to follow, and the outage scheduled at start (a one-off
+#: event, not a setting that ``POST /_sandbox/config`` or a reset would bring back).
+_NOT_SETTINGS = ("parent_pid", "outage_after_seconds", "outage_unavailable_seconds", "outage_refused_seconds")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -57,13 +62,24 @@ def _names(allowed: Sequence[str]) -> Callable[[str], list[str]]:
     return parse
 
 
+def _seconds(text: str) -> float:
+    """A parser of seconds >= 0 (finite)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan  # refused below, with the text as given
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds >= 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line, every option with its default shown by ``--help``."""
     d = _DEFAULTS
     p = argparse.ArgumentParser(
         prog="python -m echo360_sandbox",
         description="A local emulator of the Echo360 Reporting API (FastAPI + uvicorn). "
-        "Control endpoints under /_sandbox (stats, faults, config, reset, requests, ...); OpenAPI at "
+        "Control endpoints under /_sandbox (stats, faults, config, outage, reset, requests, ...); OpenAPI at "
         "/openapi.json. The 'dialects' options pick among the ways the real service might behave where "
         "the vendor's page leaves it open; every one can also be changed at runtime with "
         "POST /_sandbox/config. See sandbox/README.md.",
@@ -329,12 +345,39 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument(
         "--missing-rate", type=float, default=d.missing_rate, help="probability a request ends Missing"
     )
+    outage = p.add_argument_group(
+        "outage",
+        "an outage of the whole service at start, as POST /_sandbox/outage schedules one at runtime: "
+        "every API, token and download call answers 503, then connections are refused, then the "
+        "sandbox serves again with its state; the control endpoints answer throughout the 503 phase",
+    )
+    outage.add_argument(
+        "--outage-after-seconds",
+        metavar="SECONDS",
+        type=_seconds,
+        default=0.0,
+        help="when the outage begins, counted from the start",
+    )
+    outage.add_argument(
+        "--outage-unavailable-seconds",
+        metavar="SECONDS",
+        type=_seconds,
+        default=0.0,
+        help="how long every call answers 503 (0 and --outage-refused-seconds 0: no outage)",
+    )
+    outage.add_argument(
+        "--outage-refused-seconds",
+        metavar="SECONDS",
+        type=_seconds,
+        default=0.0,
+        help="how long, after the 503s, connections are refused (the socket is closed)",
+    )
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     """The validated settings named by parsed arguments."""
-    fields = {k: v for k, v in vars(args).items() if k != "parent_pid"}
+    fields = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
     return SandboxConfig(**fields).validate()
 
 
@@ -351,6 +394,18 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def outage_from_args(args: argparse.Namespace, now: float) -> Outage | None:
+    """The outage the ``--outage-*`` options schedule, ``None`` if none."""
+    if not (args.outage_unavailable_seconds or args.outage_refused_seconds):
+        return None
+    settings = {
+        "after_seconds": args.outage_after_seconds,
+        "unavailable_seconds": args.outage_unavailable_seconds,
+        "refused_seconds": args.outage_refused_seconds,
+    }
+    return Outage.scheduled(settings, now)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -358,22 +413,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args)
     except ConfigError as exc:
         parser.error(str(exc))
-    import uvicorn  # imported here, so that --help answers without loading the server
-
+    # Imported here, so that --help answers without loading the server.
     from echo360_sandbox.app import create_app
+    from echo360_sandbox.server import serve
 
     app = create_app(config)
+    state = app.state.sandbox.state
+    outage = outage_from_args(args, time.time())
+    if outage is not None:
+        state.schedule_outage(outage)
     if args.parent_pid:
         _exit_with_parent(args.parent_pid)
-    # No access log: query strings carry signatures and may carry access tokens.
-    uvicorn.run(
-        app,
-        host=config.host,
-        port=config.port,
-        log_level=config.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=3,
-    )
+    serve(app, config, state)
     return 0
 
 

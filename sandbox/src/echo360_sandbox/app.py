@@ -4,9 +4,10 @@ Layers, outermost first:
 
 - :class:`SandboxApp` hands the server's transport to the layers below (a dropped connection
   and a truncated download need to close the socket themselves);
-- :class:`GateMiddleware` counts calls, injects faults *before* any handler runs (so a faulted
-  submission creates nothing, the opt-in ``html`` proxy page included; the opt-in ``lost-response``
-  alone runs the handler and then drops the connection) and enforces the rate limit;
+- :class:`GateMiddleware` counts calls, answers 503 during an outage (:mod:`echo360_sandbox.outage`),
+  injects faults *before* any handler runs (so a faulted submission creates nothing, the opt-in
+  ``html`` proxy page included; the opt-in ``lost-response`` alone runs the handler and then drops the
+  connection) and enforces the rate limit;
 - the routes: OAuth2 token, the reporting API (bearer auth), signed downloads (S3-style), and
   ``/_sandbox`` control endpoints (no auth, no faults, not rate limited).
 """
@@ -47,6 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from echo360_sandbox.catalog import Report, display_name, find_report, served_names
 from echo360_sandbox.config import HTML_FAULT_PAGE, ConfigError, SandboxConfig
 from echo360_sandbox.data import AssetFile, AssetSpec, AssetStore
+from echo360_sandbox.outage import Outage
 from echo360_sandbox.state import (
     InFlightLimitReached,
     ReportRequest,
@@ -106,6 +108,14 @@ def s3_error(status: int, code: str, message: str, resource: str = "") -> Respon
         f"<Resource>{escape(resource)}</Resource></Error>"
     )
     return Response(body, status_code=status, media_type="application/xml")
+
+
+def unavailable(target: str, path: str, cause: str) -> Response:
+    """A 503 as the service answers it: S3's XML on a signed download, the API's JSON elsewhere."""
+    message = f"Service unavailable ({cause})"
+    if target == "download":
+        return s3_error(503, "ServiceUnavailable", message, path)
+    return ApiError(503, "service_unavailable", message).response()
 
 
 def cased_status(status: str, status_case: str) -> str:
@@ -187,7 +197,8 @@ def endpoint_key(scope: Scope, routes: Sequence[BaseRoute]) -> str:
 
 
 class GateMiddleware:
-    """Counts calls, injects faults and enforces the rate limit, before any handler runs.
+    """Counts calls, answers 503 during an outage, injects faults and enforces the rate limit, before
+    any handler runs.
 
     :param app: the next ASGI layer.
     :param state: the sandbox state.
@@ -205,6 +216,10 @@ class GateMiddleware:
             await self.app(scope, receive, send)
             return
         self.state.count_call(endpoint_key(scope, self.routes()))
+        if self.state.outage_answers(target, time.time()):
+            # Before the fault draw and the rate limit: a service that is down spends neither.
+            await unavailable(target, scope["path"], "sandbox outage")(scope, receive, send)
+            return
         fault = self.state.draw_fault(target)
         if fault == "slow":
             await asyncio.sleep(self.state.config.slow_seconds)
@@ -260,12 +275,8 @@ class GateMiddleware:
             )
             if self.state.config.retry_after:
                 response.headers["Retry-After"] = "1"
-        elif target == "download":
-            response = s3_error(
-                503, "ServiceUnavailable", "Service unavailable (sandbox fault)", scope["path"]
-            )
         else:
-            response = ApiError(503, "service_unavailable", "Service unavailable (sandbox fault)").response()
+            response = unavailable(target, scope["path"], "sandbox fault")
         await response(scope, receive, send)
         return True
 
@@ -931,10 +942,31 @@ def _control_router(sandbox: Sandbox) -> APIRouter:
         except ConfigError as exc:
             raise ApiError(400, "invalid_setting", str(exc)) from None
 
+    @router.get("/outage")
+    async def get_outage() -> dict[str, Any]:
+        """The outage scheduled or under way: its ``phase`` (``none``, ``scheduled``, ``unavailable``,
+        ``refused``, ``over``), lengths and times."""
+        return state.outage_info(time.time())
+
+    @router.post("/outage")
+    async def set_outage(request: Request) -> dict[str, Any]:
+        """Schedule an outage, replacing any other: ``{"after_seconds": 0, "unavailable_seconds": 60,
+        "refused_seconds": 60}`` (each seconds >= 0, 0 when missing). From ``after_seconds`` on, every
+        API, token and download call answers 503 for ``unavailable_seconds``; then connections are
+        refused for ``refused_seconds`` (this endpoint too); then the sandbox serves again, its state
+        intact."""
+        now = time.time()
+        try:
+            outage = Outage.scheduled(await _json_object(request), now)
+        except ConfigError as exc:
+            raise ApiError(400, "invalid_setting", str(exc)) from None
+        state.schedule_outage(outage)
+        return state.outage_info(now)
+
     @router.post("/reset")
     async def reset(request: Request) -> dict[str, Any]:
-        """Forget requests, statistics and the rate window; ``{"faults": true}`` / ``{"config": true}``
-        also restore the starting fault settings / all starting settings."""
+        """Forget requests, statistics and the rate window, cancel any outage; ``{"faults": true}`` /
+        ``{"config": true}`` also restore the starting fault settings / all starting settings."""
         options = await _json_object(request)
         state.reset(faults=bool(options.get("faults")), config=bool(options.get("config")))
         return {"reset": True}

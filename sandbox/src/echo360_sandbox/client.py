@@ -82,6 +82,30 @@ class SandboxClient:
         """Forget requests and stats; ``faults``/``config`` also restore the starting settings."""
         self._control("POST", "/reset", {"faults": faults, "config": config})
 
+    def outage(
+        self, *, unavailable_seconds: float = 0.0, refused_seconds: float = 0.0, after_seconds: float = 0.0
+    ) -> dict[str, Any]:
+        """Schedule an outage, replacing any other (``POST /_sandbox/outage``): ``after_seconds`` from
+        now, every API, token and download call answers 503 for ``unavailable_seconds``; then
+        connections are refused for ``refused_seconds`` (the control endpoints too: calls then raise
+        ``requests.ConnectionError``); then the sandbox serves again, its state intact. A reset
+        cancels it.
+
+        :returns: the schedule, as :meth:`outage_status` shows it.
+        """
+        settings = {
+            "unavailable_seconds": unavailable_seconds,
+            "refused_seconds": refused_seconds,
+            "after_seconds": after_seconds,
+        }
+        return dict(self._control("POST", "/outage", settings))
+
+    def outage_status(self) -> dict[str, Any]:
+        """``GET /_sandbox/outage``: the outage's ``phase`` (``none``, ``scheduled``, ``unavailable``,
+        ``refused``, ``over``), its lengths and times (``unavailable_from``, ``refused_from``,
+        ``back_at``)."""
+        return dict(self._control("GET", "/outage"))
+
     def secrets(self) -> dict[str, list[str]]:
         """The client secret and every access token, refresh token and URL signature issued."""
         return dict(self._control("GET", "/secrets"))

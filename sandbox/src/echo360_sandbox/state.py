@@ -1,4 +1,4 @@
-"""What the sandbox remembers: requests, tokens, the rate-limit window, faults and statistics.
+"""What the sandbox remembers: requests, tokens, the rate-limit window, faults, outages and statistics.
 
 Statuses are computed from the clock whenever asked (``Pending`` until the processing time has
 passed, then the outcome drawn at submission, then ``Expired`` after the retention), so nothing
@@ -32,6 +32,7 @@ from echo360_sandbox.config import (
     SandboxConfig,
 )
 from echo360_sandbox.data import AssetSpec, asset_count, asset_names, report_days
+from echo360_sandbox.outage import DOWN_PHASES, Outage
 
 RATE_WINDOW_SECONDS = 60.0
 _FAULT_SETTINGS = (
@@ -235,6 +236,9 @@ class Stats:
     faults: collections.Counter[str] = field(default_factory=collections.Counter)
     downloads: int = 0
     downloaded_bytes: int = 0
+    outage_unavailable: collections.Counter[str] = field(default_factory=collections.Counter)
+    outage_refused_from: float | None = None
+    outage_refused_until: float | None = None
 
 
 class SandboxState:
@@ -261,6 +265,7 @@ class SandboxState:
         self.signing_key = secrets.token_bytes(32)  # per server: a restart invalidates old links
         self._rng = random.Random(config.seed)
         self._calls: collections.deque[float] = collections.deque()  # monotonic times in the window
+        self.outage: Outage | None = None
         self._make_history(time.time())
 
     # --- requests ---------------------------------------------------------------------------
@@ -546,6 +551,50 @@ class SandboxState:
         self.update_config(changes)
         return self.fault_settings()
 
+    # --- outage -----------------------------------------------------------------------------
+
+    def schedule_outage(self, outage: Outage) -> None:
+        """Replace any outage scheduled (or under way) by ``outage``."""
+        with self.lock:
+            self.outage = outage
+
+    def outage_answers(self, target: str, now: float) -> bool:
+        """Whether an outage answers a call to ``target`` with 503 now (then counted, by target)."""
+        with self.lock:
+            if self.outage is None or self.outage.phase(now) not in DOWN_PHASES:
+                return False
+            self.stats.outage_unavailable[target] += 1
+            return True
+
+    def refused_until(self, now: float) -> float | None:
+        """When the outage's refused phase ends, if it is under way at ``now``."""
+        with self.lock:
+            outage = self.outage
+            return outage.end if outage is not None and outage.phase(now) == "refused" else None
+
+    def note_listening(self, listening: bool, now: float) -> None:
+        """The server stopped (``False``) or started again (``True``) accepting connections at ``now``."""
+        with self.lock:
+            if listening:
+                self.stats.outage_refused_until = now
+            else:
+                self.stats.outage_refused_from, self.stats.outage_refused_until = now, None
+
+    def outage_info(self, now: float) -> dict[str, Any]:
+        """The outage as ``GET /_sandbox/outage`` shows it: its phase, lengths and times."""
+        with self.lock:
+            outage = self.outage
+        if outage is None:
+            return {"phase": "none", "unavailable_seconds": 0.0, "refused_seconds": 0.0}
+        return {
+            "phase": outage.phase(now),
+            "unavailable_seconds": outage.unavailable_seconds,
+            "refused_seconds": outage.refused_seconds,
+            "unavailable_from": iso_z(outage.start),
+            "refused_from": iso_z(outage.refused_from),
+            "back_at": iso_z(outage.end),
+        }
+
     # --- statistics -------------------------------------------------------------------------
 
     def count_call(self, endpoint: str) -> None:
@@ -583,10 +632,14 @@ class SandboxState:
                 "faults": dict(s.faults),
                 "downloads": s.downloads,
                 "downloaded_bytes": s.downloaded_bytes,
+                "outage_unavailable": dict(s.outage_unavailable),
+                "outage_refused_from": _iso_or_none(s.outage_refused_from),
+                "outage_refused_until": _iso_or_none(s.outage_refused_until),
             }
 
     def reset(self, *, faults: bool = False, config: bool = False) -> None:
-        """Forget requests, statistics and the rate window; maybe restore the starting settings.
+        """Forget requests, statistics and the rate window, cancel any outage; maybe restore the
+        starting settings.
 
         The history is made again as the (maybe restored) settings say.
         """
@@ -594,9 +647,14 @@ class SandboxState:
             self.requests.clear()
             self.stats = Stats()
             self._calls.clear()
+            self.outage = None
             if config:
                 self.config = copy.deepcopy(self.initial_config)
             elif faults:
                 restore = {name: getattr(self.initial_config, name) for name in _FAULT_SETTINGS}
                 self.config = dataclasses.replace(self.config, **restore)
             self._make_history(time.time())
+
+
+def _iso_or_none(timestamp: float | None) -> str | None:
+    return None if timestamp is None else iso_z(timestamp)

@@ -487,6 +487,19 @@ def test_lost_response_fault_runs_the_handler_then_drops_the_connection(api: Api
     assert sb.stats()["submitted"] == 1 and sb.stats()["faults"] == {"lost-response": 1}
 
 
+def test_the_first_answers_to_each_windows_submissions_are_lost(api: Api, sb: SandboxProcess) -> None:
+    sb.set_config(lost_submission_answers=1)
+    other_week = {"start": "2024-02-05", "end": "2024-02-12"}
+    for window in (WEEK, other_week):
+        with pytest.raises(requests.ConnectionError):
+            api.submit("videoview", window)
+    answered = api.submit_ok("videoview", WEEK)  # the window's second submission is answered
+    listed = api.get("/requests").json()["requests"]
+    assert [r["parameters"] for r in listed].count(WEEK) == 2  # the lost one went through unseen
+    assert len(listed) == 3 and answered["requestId"] in {r["requestId"] for r in listed}
+    assert sb.stats()["lost_answers"] == 2 and sb.stats()["submitted"] == 3
+
+
 def test_slow_fault_delays_the_answer(api: Api, sb: SandboxProcess) -> None:
     sb.set_faults(fault_rate=1.0, faults=["slow"], slow_seconds=0.5, fault_targets=["api"])
 

@@ -315,6 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     faults = p.add_argument_group("faults")
     faults.add_argument(
+        "--lost-submission-answers",
+        metavar="N",
+        type=int,
+        default=d.lost_submission_answers,
+        help="the answers to the first N submissions of each window are lost: the request is made, "
+        "then the connection drops",
+    )
+    faults.add_argument(
         "--fault-rate",
         type=float,
         default=d.fault_rate,

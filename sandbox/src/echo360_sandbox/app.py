@@ -69,6 +69,8 @@ ASSETS_PREFIX = "/_assets"
 CONTROL_PREFIX = "/_sandbox"
 TRANSPORT_KEY = "echo360.sandbox.transport"
 TRUNCATE_KEY = "echo360.sandbox.truncate"
+#: Set by the submission handler on an answer to lose (``lost_submission_answers``).
+LOSE_ANSWER_KEY = "echo360.sandbox.lose_answer"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _CHUNK = 256 * 1024
 
@@ -241,7 +243,19 @@ class GateMiddleware:
         if fault == "lost-response":
             await self._lose_response(scope, receive)
             return
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, self._unless_lost(scope, send))
+        if scope.get(LOSE_ANSWER_KEY):
+            await close_connection(scope, receive, abort=True)
+
+    @staticmethod
+    def _unless_lost(scope: Scope, send: Send) -> Send:
+        """``send``, except for an answer the handler marked as lost (``lost_submission_answers``)."""
+
+        async def send_unless_lost(message: Message) -> None:
+            if not scope.get(LOSE_ANSWER_KEY):
+                await send(message)
+
+        return send_unless_lost
 
     async def _lose_response(self, scope: Scope, receive: Receive) -> None:
         """Run the handler (a submission is recorded), then drop the connection instead of answering."""
@@ -766,6 +780,9 @@ def _api_router(sandbox: Sandbox) -> APIRouter:
             cfg = sandbox.config
             raise ApiError(cfg.in_flight_status, "limit_exceeded", cfg.in_flight_message) from None
         sandbox.pregenerate(created)
+        if sandbox.state.submissions_of(created.key) <= sandbox.config.lost_submission_answers:
+            request.scope[LOSE_ANSWER_KEY] = True  # the middleware drops the connection instead
+            sandbox.state.count("lost_answers")
         return sandbox.request_json(created, now)
 
     def request_detail(plural: bool) -> Callable[..., Any]:

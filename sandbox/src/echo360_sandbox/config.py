@@ -161,6 +161,9 @@ class SandboxConfig:
     :param empty_every: ``0``: every window has rows; ``N``: a request whose window starts on a day
         whose ordinal (:meth:`datetime.date.toordinal`) is a multiple of ``N`` has no rows (fixed at
         submission; ``asset``, without a window, always has rows).
+    :param lost_submission_answers: ``N``: the answers to the first ``N`` submissions of each window
+        are lost (the request is made, then the connection drops), as when a proxy or the network
+        fails between the service and the client; ``0``: none.
     :param empty_shape: what such a request shows once ``Available`` (fixed at submission): ``header``
         one asset holding only the header row (gzip or not, as submitted), ``zero-bytes`` one asset of
         0 bytes (even a ``.csv.gz``: not a valid gzip), ``empty-list`` an empty ``assets`` /
@@ -227,6 +230,7 @@ class SandboxConfig:
     report_name_case: str = "page"
     empty_every: int = 0
     empty_shape: str = "header"
+    lost_submission_answers: int = 0
     pregenerate: bool = True
     history: int = 0
     history_days: int = 365
@@ -257,6 +261,7 @@ class SandboxConfig:
             "requests_page_size",
             "history",
             "empty_every",
+            "lost_submission_answers",
         ):
             _check(getattr(self, name) >= 0, name, "an integer >= 0")
         _check(self.history_days >= 1, "history_days", "an integer >= 1")

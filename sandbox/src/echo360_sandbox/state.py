@@ -226,6 +226,7 @@ class Stats:
     refused_in_flight: int = 0
     refused_rate_limited: int = 0
     refused_invalid: int = 0
+    lost_answers: int = 0
     refused_unauthorized: int = 0
     submissions: collections.Counter[str] = field(default_factory=collections.Counter)
     clients: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -597,6 +598,11 @@ class SandboxState:
 
     # --- statistics -------------------------------------------------------------------------
 
+    def submissions_of(self, key: str) -> int:
+        """How many submissions of the window ``key`` (:func:`submission_key`) were made."""
+        with self.lock:
+            return self.stats.submissions[key]
+
     def count_call(self, endpoint: str) -> None:
         with self.lock:
             self.stats.calls[endpoint] += 1
@@ -620,6 +626,7 @@ class SandboxState:
                 "refused_in_flight": s.refused_in_flight,
                 "refused_rate_limited": s.refused_rate_limited,
                 "refused_invalid": s.refused_invalid,
+                "lost_answers": s.lost_answers,
                 "refused_unauthorized": s.refused_unauthorized,
                 "submissions": dict(s.submissions),
                 "outcomes": {key: list(values) for key, values in s.outcomes.items()},

@@ -171,7 +171,10 @@ class SubmitReportOperator(BaseOperator):
     a wait for the cap (the API's wording for it is undocumented): the task is rescheduled (no worker
     and no pool slot held) and tries again, for at most ``timeout`` from the first refusal; where the
     listing shows nothing in progress it fails at once with the API's message. Windows whose data
-    is not yet complete (``end`` less than ``data_lag`` ago) are waited for the same way.
+    is not yet complete (``end`` less than ``data_lag`` ago) are waited for the same way. An outage of
+    the API that outlasts the hook's retries is waited out (deferred with ``deferrable``) for the
+    connection's ``outage_budget``, and the task then runs again from its start (see
+    :mod:`airflow_provider_echo360.outages`).
 
     With ``wait_for_completion``, the task then waits until the request leaves ``Pending``:
     deferred on :class:`ReportStatusTrigger`, or polling in the worker with ``deferrable=False``.

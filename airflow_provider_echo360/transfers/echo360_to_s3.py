@@ -62,6 +62,12 @@ class TransferReportToS3Operator(BaseOperator):
     upload is left; an upload that a killed attempt (``kill -9``: no cleanup ran) left open is
     aborted by the next attempt. A signed URL that expired is replaced by a fresh one from the API.
 
+    Once the window's objects are all in place, its manifest is written beside them (see
+    :mod:`airflow_provider_echo360.manifest`): the rows, bytes and columns that landed, 0 rows for a
+    window without any (no asset, an empty list, a 0-byte asset: no object; a header-only asset lands
+    as it is). A window without a manifest has not landed yet. An outage of the API or of the signed
+    URLs is waited out (see :mod:`airflow_provider_echo360.outages`).
+
     The objects carry the request and asset they came from as user metadata (``echo360-request-id``,
     ``echo360-asset``). They are declared as an Airflow asset (``s3://<bucket>/<static part of the
     key>``) when the bucket and the start of the key are not templated, so downstream DAGs can be

@@ -500,6 +500,19 @@ def test_the_first_answers_to_each_windows_submissions_are_lost(api: Api, sb: Sa
     assert sb.stats()["lost_answers"] == 2 and sb.stats()["submitted"] == 3
 
 
+def test_a_retired_report_is_still_listed_and_its_submissions_answer_410(
+    api: Api, sb: SandboxProcess
+) -> None:
+    sb.set_config(retired_reports=["videoview"])
+    refused = api.submit("videoview")
+    assert refused.status_code == 410 and refused.json()["error"] == "gone"
+    assert "videoview" in {r["name"] for r in api.get("/reports").json()["reports"]}
+    assert api.submit("notes").status_code == 200
+    assert sb.stats()["submitted"] == 1
+    with pytest.raises(requests.HTTPError, match="400"):
+        sb.set_config(retired_reports=["no-such-report"])
+
+
 def test_slow_fault_delays_the_answer(api: Api, sb: SandboxProcess) -> None:
     sb.set_faults(fault_rate=1.0, faults=["slow"], slow_seconds=0.5, fault_targets=["api"])
 

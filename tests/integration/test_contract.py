@@ -17,6 +17,7 @@ from unittest import mock
 
 import pytest
 from airflow.exceptions import AirflowRescheduleException
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_echo360.exceptions import Echo360SubmissionRefusedError
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
@@ -238,6 +239,17 @@ def transfer_to(request_id: str, s3_key: str) -> list[str]:
         aws_conn_id="aws_contract",
         echo360_conn_id="echo360_contract",
     ).execute({"outlet_events": OutletEvents()})
+
+
+def test_a_retired_report_fails_at_once_even_while_the_cap_is_full(s3, monkeypatch):
+    """A 410 cannot be the cap: the task fails with the API's words, and is not rescheduled."""
+    with one_sandbox(s3, monkeypatch, retired_reports=["videoview"]) as sandbox:
+        sandbox.set_config(processing_seconds=120)
+        for offset in range(3):
+            sandbox.submit_as("another-client", "notes", window(offset))
+        with pytest.raises(AirflowFailException, match="410.*retired"):
+            submit_operator("videoview", 5).execute({"ti": mock.MagicMock()})
+        assert sandbox.stats()["calls"]["POST /requests/{reportName}"] == 1
 
 
 def test_a_proxys_html_pages_in_place_of_answers_are_ridden_out(s3, monkeypatch):

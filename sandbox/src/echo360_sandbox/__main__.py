@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from echo360_sandbox.catalog import REPORTS
 from echo360_sandbox.config import (
     ACCESS_TOKEN_IN,
     BAD_CREDENTIALS_STATUSES,
@@ -312,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.empty_every,
         help="a request whose window starts on a day whose ordinal is a multiple of N has no rows (its "
         "answer as --empty-shape says); 0 = every window has rows",
+    )
+    data.add_argument(
+        "--retired-reports",
+        type=_names(list(REPORTS)),
+        default="",
+        help="comma-separated reports whose submissions answer 410 gone (still listed by GET /reports)",
     )
     faults = p.add_argument_group("faults")
     faults.add_argument(

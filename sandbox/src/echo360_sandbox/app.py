@@ -766,6 +766,10 @@ def _api_router(sandbox: Sandbox) -> APIRouter:
         report = sandbox.served_report(reportName)
         if report is None:
             raise ApiError(404, "not_found", f"Unknown report {reportName!r}; GET /reports lists the reports")
+        if report.name in sandbox.config.retired_reports:
+            raise ApiError(
+                410, "gone", f"Report {reportName!r} has been retired; GET /reports lists the others"
+            )
         try:
             parameters, compression, delimiter = _parse_submission(report, await request.body())
         except SubmissionRefused as exc:

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from echo360_sandbox.catalog import QANDA_NAMES
+from echo360_sandbox.catalog import QANDA_NAMES, REPORTS
 
 #: Every fault kind the sandbox can inject, by the name the CLI and the control endpoint use.
 FAULT_KINDS = ("5xx", "429", "drop", "slow", "truncate", "expired-url", "lost-response", "html")
@@ -161,6 +161,9 @@ class SandboxConfig:
     :param empty_every: ``0``: every window has rows; ``N``: a request whose window starts on a day
         whose ordinal (:meth:`datetime.date.toordinal`) is a multiple of ``N`` has no rows (fixed at
         submission; ``asset``, without a window, always has rows).
+    :param retired_reports: reports the service has retired since the page was written: ``GET
+        /reports`` still lists them, and a submission answers ``410 gone`` (as ``polling`` and ``qanda``
+        were retired for ``pollingv2`` and ``qanda2``).
     :param lost_submission_answers: ``N``: the answers to the first ``N`` submissions of each window
         are lost (the request is made, then the connection drops), as when a proxy or the network
         fails between the service and the client; ``0``: none.
@@ -231,6 +234,7 @@ class SandboxConfig:
     empty_every: int = 0
     empty_shape: str = "header"
     lost_submission_answers: int = 0
+    retired_reports: list[str] = field(default_factory=list)
     pregenerate: bool = True
     history: int = 0
     history_days: int = 365
@@ -283,6 +287,7 @@ class SandboxConfig:
         _check(self.failed_rate + self.missing_rate <= 1.0, "missing_rate", "failed_rate + missing_rate <= 1")
         _check(set(self.faults) <= set(FAULT_KINDS), "faults", f"a subset of {list(FAULT_KINDS)}")
         _check(set(self.fault_targets) <= set(FAULT_TARGETS), "fault_targets", f"a subset of {FAULT_TARGETS}")
+        _check(set(self.retired_reports) <= set(REPORTS), "retired_reports", f"a subset of {list(REPORTS)}")
         _check(self.fault_budget is None or self.fault_budget >= 0, "fault_budget", "an integer >= 0 or null")
         for name, choices in DIALECT_CHOICES.items():
             _check(getattr(self, name) in choices, name, _one_of(choices))

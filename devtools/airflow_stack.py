@@ -17,7 +17,7 @@ starts once the first one has its job, so that the match is certain.
 
 Usage::
 
-    with AirflowStack(home=tmp / "home", dags_folder=tmp / "dags", database="postgres") as stack:
+    with airflow_stack(home=tmp / "home", dags_folder=tmp / "dags", database="postgres") as stack:
         stack.create_pool("echo360_reports", 3)
         stack.wait_for_dag("my_dag")
         stack.unpause("my_dag")
@@ -102,8 +102,8 @@ def _time(value: str | None) -> datetime | None:
 class AirflowStack:
     """A real Airflow 3 made of separate component processes, driven through its REST API.
 
-    Under Airflow 2 (:data:`AIRFLOW_MAJOR`), ``AirflowStack(...)`` makes an
-    :class:`devtools.airflow2_stack.Airflow2Stack` instead: same calls, Airflow 2's components and API.
+    :func:`devtools.stacks.airflow_stack` makes one, or under Airflow 2 (:data:`AIRFLOW_MAJOR`) an
+    :class:`devtools.airflow2_stack.Airflow2Stack`: same calls, Airflow 2's components and API.
 
     :param home: AIRFLOW_HOME (created if missing; should be fresh and empty).
     :param dags_folder: the DAGs folder (the default ``dags-folder`` bundle).
@@ -131,14 +131,6 @@ class AirflowStack:
 
     API_COMPONENT = "api-server"  # the component serving the REST API (not restarted: see ``watch``)
     API_PATH = "/api/v2"
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> AirflowStack:
-        if cls is AirflowStack and AIRFLOW_MAJOR == 2:
-            # Imported here: that module builds on this one.
-            from devtools.airflow2_stack import Airflow2Stack
-
-            cls = Airflow2Stack
-        return super().__new__(cls)
 
     def __init__(
         self,

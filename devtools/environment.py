@@ -26,6 +26,7 @@ from devtools.airflow_stack import AIRFLOW_MAJOR, AirflowStack
 from devtools.moto_server import MotoServer
 from devtools.processes import Process
 from devtools.sandbox import SandboxProcess
+from devtools.stacks import airflow_stack
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_DAGS = REPO / "example_dags"
@@ -111,7 +112,7 @@ class Echo360Environment:
             self.s3.client().create_bucket(Bucket=BUCKET)
             options = dict(self.stack_options)
             env = {**self.airflow_env(), **options.pop("env", {})}  # stack_options["env"] adds to ours
-            self.stack = AirflowStack(
+            self.stack = airflow_stack(
                 self.home / "home", self.dags_folder, database=self.database, env=env, **options
             )
             self._exit.enter_context(self.stack)

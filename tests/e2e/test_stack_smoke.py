@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from devtools.airflow_stack import AirflowStack, dump_json
+from devtools.airflow_stack import dump_json
+from devtools.stacks import airflow_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -81,7 +82,7 @@ def test_backfill_of_deferring_task_in_one_slot_pool(
         )
     )
 
-    stack = AirflowStack(home=tmp_path / "home", dags_folder=dags, database=database, **service_options)
+    stack = airflow_stack(home=tmp_path / "home", dags_folder=dags, database=database, **service_options)
     with stack:
         pool = stack.create_pool(POOL, 1, include_deferred=True)
         assert pool["include_deferred"] is True and pool["slots"] == 1

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from devtools.airflow_stack import AIRFLOW_MAJOR, LOCKED_ATTEMPTS, AirflowStack, ApiError
+from devtools.stacks import airflow_stack
 
 # The Airflow 3 stack's calls: Airflow 2's runs on PostgreSQL only, where no call meets SQLite's lock.
 pytestmark = [
@@ -47,7 +48,7 @@ def server() -> Iterator[ThreadingHTTPServer]:
 
 
 def stack_on(server: ThreadingHTTPServer, tmp_path: Path) -> AirflowStack:
-    return AirflowStack(tmp_path / "home", tmp_path / "dags", database="sqlite", api_port=server.server_port)
+    return airflow_stack(tmp_path / "home", tmp_path / "dags", database="sqlite", api_port=server.server_port)
 
 
 LOCKED = (500, {"detail": "(sqlite3.OperationalError) database is locked"})

@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("Interrupted; everything it started is stopped.")
         return 130
-    say(f"Done in {time.monotonic() - started:.0f}s; everything it started is stopped.")
+    say(
+        f"Done in {time.monotonic() - started:.0f}s. Airflow, the sandbox and the local S3 (with what "
+        "landed) are stopped and gone; ./scripts/demo --keep-running leaves them up to browse."
+    )
     return 0 if ok else 1
 
 

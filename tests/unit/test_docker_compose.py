@@ -98,3 +98,17 @@ def test_the_sandbox_listens_where_the_connection_points():
     assert sandbox["entrypoint"] == ["python", "-m", "echo360_sandbox"]
     assert sandbox["command"][:4] == ["--host", "0.0.0.0", "--port", "8081"]
     assert "8080:8080" in sandbox["ports"]
+
+
+def test_the_image_pins_airflow_and_is_built_from_the_sources_it_copies_only():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    base_version = re.search(r"^FROM apache/airflow:([\d.]+)-", dockerfile, re.M)[1]
+    (install,) = [line for line in dockerfile.splitlines() if line.startswith("RUN pip install")]
+    assert '"apache-airflow==${AIRFLOW_VERSION}"' in install and base_version
+    copied = {
+        source for line in dockerfile.splitlines() if line.startswith("COPY") for source in line.split()[2:-1]
+    }
+    kept = {line[1:] for line in (REPO / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    assert copied == kept  # everything copied is sent, nothing else (no .venv, no .git)
+    rules = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line[:1] not in ("", "#")]
+    assert rules[0] == "*"  # ignore all, then take back what is copied

@@ -52,7 +52,7 @@ def figures(env: Echo360Environment, days: int) -> dict[str, Any]:
         "SELECT state, count(*) AS n FROM task_instance WHERE dag_id = %s GROUP BY state", (DAILY_DAG,)
     )
     submissions = [stats["submissions"].get(window_key(window), 0) for window in sorted(expected)]
-    logs, components = list(env.stack.task_log_texts().values()), list(env.stack.component_logs().values())
+    logs = env.stack.task_log_texts().values()
     return {
         "windows": len(expected),
         "windows landed": sum(window in manifests for window in expected),
@@ -68,10 +68,6 @@ def figures(env: Echo360Environment, days: int) -> dict[str, Any]:
         "refused from": stats["outage_refused_from"],
         "refused until": stats["outage_refused_until"],
         "objects": sum(1 for _ in env.keys()) - len(manifests),
-        # The hook's own retries ride out a short outage; these waited longer (see outages.py). The
-        # triggers' lines go to their tasks' logs on Airflow 3, to the triggerer's on Airflow 2.
+        # The hook's own retries ride out a short outage; these waited longer (see outages.py).
         "task logs that waited the outage out": sum("Echo360 is unreachable" in text for text in logs),
-        "trigger polls during the outage": sum(
-            text.count("Echo360 unreachable while polling") for text in logs + components
-        ),
     }

@@ -132,3 +132,11 @@ def _date(name: str, value: Any) -> dt.date:
         except ValueError:
             pass
     raise SubmissionRefused(name, f"Invalid {name} {value!r}: dates are YYYY-MM-DD (UTC)")
+
+
+def parse_submission(report: Report, body: bytes) -> tuple[dict[str, str], bool, str]:
+    """Check a submission body against the rules; return the parameters and the output options."""
+    parameters, output = parse_body(body)
+    checked = check_parameters(report, parameters, dt.datetime.now(dt.UTC).date())
+    compression, delimiter = check_output(output)
+    return checked, compression, delimiter

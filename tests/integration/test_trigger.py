@@ -102,6 +102,19 @@ def test_a_network_blip_in_the_middle_of_a_wait_is_survived(sandbox):
     assert sum(sandbox.stats()["faults"].values()) - faults_before >= 3
 
 
+def test_an_outage_of_503s_then_refused_connections_and_a_proxys_pages_are_polled_through(sandbox):
+    """The sandbox's outage switch and HTML answers, while the trigger waits: it outlasts the hook's
+    retries (about a second here) and still ends with the request's status."""
+    sandbox.set_config(processing_seconds=3)
+    request_id = submit()
+    sandbox.set_faults(fault_rate=1.0, faults=["html"], fault_targets=["api"], fault_budget=3)
+    sandbox.outage(unavailable_seconds=3, refused_seconds=3, after_seconds=1)
+    (event,) = run(trigger_for(request_id, max_outage_seconds=60))
+    assert event["status"] == "Available"
+    stats = sandbox.stats()
+    assert stats["faults"] == {"html": 3} and stats["outage_refused_until"], stats
+
+
 def test_a_sustained_outage_ends_with_an_error_event(sandbox):
     sandbox.set_config(processing_seconds=60)
     request_id = submit()

@@ -58,6 +58,10 @@ class Echo360DownloadUnreachableError(Echo360DownloadError, Echo360TransientErro
     """A signed URL could not be reached, its retries spent: an outage, waited out as the API's are."""
 
 
+class Echo360SchemaError(Echo360Error, AirflowFailException):
+    """A report's header is not the catalog's and the transfer's ``schema_policy`` is ``fail``."""
+
+
 class Echo360ApiError(Echo360Error, AirflowFailException):
     """The API refused a call for a reason a retry cannot fix (a 4xx other than 401 and 429).
 

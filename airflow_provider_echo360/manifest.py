@@ -89,6 +89,7 @@ class Manifest:
     :param request_id: the request whose report the objects hold.
     :param objects: the window's objects (none for a window without rows).
     :param landed_at: when the window landed.
+    :param schema_drift: how its header differs from the catalog's columns (``None``: it does not).
     """
 
     report: str
@@ -97,9 +98,12 @@ class Manifest:
     request_id: str
     objects: list[LandedObject]
     landed_at: dt.datetime
+    schema_drift: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, request: ReportRequest, objects: list[LandedObject]) -> Manifest:
+    def of(
+        cls, request: ReportRequest, objects: list[LandedObject], schema_drift: dict[str, Any] | None = None
+    ) -> Manifest:
         """The manifest of the window ``request`` was for, landed now as ``objects``."""
         parameters = request.parameters
         return cls(
@@ -109,14 +113,19 @@ class Manifest:
             request_id=request.request_id,
             objects=objects,
             landed_at=dt.datetime.now(dt.UTC),
+            schema_drift=schema_drift,
         )
 
     @property
     def rows(self) -> int:
         return sum(landed.rows for landed in self.objects)
 
+    @property
+    def columns(self) -> list[str]:
+        """The header's columns (the first object's that has one)."""
+        return next((landed.columns for landed in self.objects if landed.columns), [])
+
     def as_json(self, bucket: str) -> dict[str, Any]:
-        columns = next((landed.columns for landed in self.objects if landed.columns), [])
         return {
             "format": MANIFEST_FORMAT,
             "report": self.report,
@@ -126,7 +135,8 @@ class Manifest:
             "rows": self.rows,
             "bytes": sum(landed.size for landed in self.objects),
             "files": len(self.objects),
-            "columns": columns,
+            "columns": self.columns,
+            "schema_drift": self.schema_drift,
             "objects": [
                 {"uri": f"s3://{bucket}/{landed.key}", "rows": landed.rows, "bytes": landed.size}
                 for landed in self.objects

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import logging
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -20,6 +21,7 @@ from airflow_provider_echo360.exceptions import (
     Echo360DownloadError,
     Echo360Error,
     Echo360RequestFailedError,
+    Echo360SchemaError,
     Echo360TransientError,
     Echo360ValidationError,
 )
@@ -32,6 +34,7 @@ from airflow_provider_echo360.hooks.model import (
 )
 from airflow_provider_echo360.manifest import CsvShape, LandedObject, Manifest, landed_objects, manifest_key
 from airflow_provider_echo360.outages import through_outages
+from airflow_provider_echo360.schema import SCHEMA_POLICIES, expected_columns, schema_drift
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -97,6 +100,10 @@ class TransferReportToS3Operator(BaseOperator):
     :param upload_concurrency: parts uploaded at once while the download goes on (and parts held in
         memory waiting for an upload thread).
     :param attempts: tries per asset (a broken download or an expired URL starts the asset over).
+    :param schema_policy: what a header that is not the catalog's columns for the report does (see
+        :mod:`airflow_provider_echo360.schema`): ``warn`` (land it, warn in the log), ``fail`` (fail
+        before writing anything, without retries) or ``allow`` (land it). The drift is named in the
+        window's manifest either way.
     :param deferrable: wait out an outage of the API deferred, not asleep in a worker (default:
         ``[operators] default_deferrable``; see :mod:`airflow_provider_echo360.outages`).
     """
@@ -119,6 +126,7 @@ class TransferReportToS3Operator(BaseOperator):
         part_size: int = 16 * MIB,
         upload_concurrency: int = 4,
         attempts: int = 4,
+        schema_policy: str = "warn",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
@@ -137,7 +145,10 @@ class TransferReportToS3Operator(BaseOperator):
         self.part_size = max(part_size, MIN_PART_SIZE)
         self.upload_concurrency = max(1, upload_concurrency)
         self.attempts = max(1, attempts)
+        self.schema_policy = schema_policy
         self.deferrable = deferrable
+        #: the catalog's columns of the report being landed (none: unknown), once ``execute`` knows it
+        self._expected_columns: tuple[str, ...] = ()
         #: the request and the keys of its objects, once ``execute`` is over (for OpenLineage)
         self._lineage: tuple[ReportRequest, list[str]] | None = None
 
@@ -169,6 +180,7 @@ class TransferReportToS3Operator(BaseOperator):
 
     def _execute(self, context: Context) -> list[str]:
         request = self._available_request()
+        self._expected_columns = expected_columns(request.report_name)
         urls = request.signed_assets
         names = [asset_file_name(url) for url in urls]
         window = WindowObjects.of(fill_placeholders(self.s3_key, request), request, names, self.decompress)
@@ -182,7 +194,7 @@ class TransferReportToS3Operator(BaseOperator):
             for index, (url, name, key) in enumerate(zip(urls, names, window.keys, strict=True)):
                 landed.extend(self._land(index, url, name, key, request.request_id, present))
             self._remove_leftovers(present, {obj.key for obj in landed})
-            self._publish(window, Manifest.of(request, landed))
+            self._publish(window, Manifest.of(request, landed, self._schema_drift(landed)))
         else:
             self.log.info(
                 "The window already holds objects of request %s (%s) and replace=False: left as they are.",
@@ -282,6 +294,25 @@ class TransferReportToS3Operator(BaseOperator):
         if present.manifest_request is not None:
             self.s3.get_conn().delete_object(Bucket=self.s3_bucket, Key=window.manifest)
 
+    def _schema_drift(self, landed: list[LandedObject]) -> dict[str, Any] | None:
+        """The landed header's drift from the catalog, said in the log (see ``schema_policy``)."""
+        columns = next((obj.columns for obj in landed if obj.columns), [])
+        drift = schema_drift(self._expected_columns, columns)
+        if not drift:
+            return None
+        level = logging.INFO if self.schema_policy == "allow" else logging.WARNING
+        self.log.log(level, "The report's columns are not the catalog's: %s.", drift.describe())
+        return drift.as_json()
+
+    def _hold_to_schema(self, columns: list[str]) -> None:
+        """Under ``schema_policy="fail"``, fail on a drifted header before its asset is written."""
+        drift = schema_drift(self._expected_columns, columns)
+        if drift and self.schema_policy == "fail":
+            raise Echo360SchemaError(
+                f"The report's columns are not the catalog's ({drift.describe()}) and schema_policy='fail': "
+                "nothing was written. Set schema_policy='warn' or 'allow' to land it."
+            )
+
     def _publish(self, window: WindowObjects, manifest: Manifest) -> None:
         """Write the window's manifest, once every object of it is in place."""
         self.s3.get_conn().put_object(
@@ -317,6 +348,10 @@ class TransferReportToS3Operator(BaseOperator):
         check_request_id(self.request_id)
         if not isinstance(self.s3_bucket, str) or not self.s3_bucket.strip():
             raise Echo360ValidationError("s3_bucket", self.s3_bucket, "the name of an existing S3 bucket")
+        if self.schema_policy not in SCHEMA_POLICIES:
+            raise Echo360ValidationError(
+                "schema_policy", self.schema_policy, f"one of {', '.join(SCHEMA_POLICIES)}"
+            )
         if not isinstance(self.s3_key, str) or not self.s3_key.strip() or self.s3_key.startswith("/"):
             raise Echo360ValidationError(
                 "s3_key", self.s3_key, "a key such as 'echo360/videoview/dt=2024-01-01/'"
@@ -357,6 +392,7 @@ class TransferReportToS3Operator(BaseOperator):
                     first = next(chunks, None)
                     if first is None:
                         return None
+                    self._hold_to_schema(shape.columns)
                     size = self._upload(key, itertools.chain([first], chunks), metadata)
                     return LandedObject(key, size, shape.rows, shape.columns)
             except Echo360AssetUrlExpiredError:

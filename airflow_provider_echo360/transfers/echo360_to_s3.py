@@ -150,7 +150,7 @@ class TransferReportToS3Operator(BaseOperator):
         #: the catalog's columns of the report being landed (none: unknown), once ``execute`` knows it
         self._expected_columns: tuple[str, ...] = ()
         #: the request and the keys of its objects, once ``execute`` is over (for OpenLineage)
-        self._lineage: tuple[ReportRequest, list[str]] | None = None
+        self._lineage: tuple[ReportRequest, list[LandedObject]] | None = None
 
     @cached_property
     def echo360(self) -> Echo360Hook:
@@ -201,7 +201,7 @@ class TransferReportToS3Operator(BaseOperator):
                 kept,
                 ", ".join(sorted(present.sizes)),
             )
-        self._lineage = (request, [obj.key for obj in landed])
+        self._lineage = (request, landed)
         extra = asset_extra(request, self.s3_bucket, landed)
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
@@ -210,18 +210,34 @@ class TransferReportToS3Operator(BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: the report of the window in (namespace: the institution's base URL), each S3
-        object of the window out, as Airflow's own transfer operators report theirs.
+        object of the window out with its statistics (rows, bytes, one file), as Airflow's own
+        transfer operators report theirs.
 
         The OpenLineage provider is optional: imported here, called only where it is installed.
         """
-        from airflow.providers.common.compat.openlineage.facet import Dataset
+        from airflow.providers.common.compat.openlineage.facet import (
+            Dataset,
+            OutputDataset,
+            OutputStatisticsOutputDatasetFacet,
+        )
         from airflow.providers.openlineage.extractors import OperatorLineage
 
         if self._lineage is None:
             return OperatorLineage()
-        request, keys = self._lineage
+        request, landed = self._lineage
         report = Dataset(namespace=self.echo360.settings.base_url, name=window_stem(request))
-        objects = [Dataset(namespace=f"s3://{self.s3_bucket}", name=key) for key in keys]
+        objects = [
+            OutputDataset(
+                namespace=f"s3://{self.s3_bucket}",
+                name=obj.key,
+                outputFacets={
+                    "outputStatistics": OutputStatisticsOutputDatasetFacet(
+                        rowCount=obj.rows, size=obj.size, fileCount=1
+                    )
+                },
+            )
+            for obj in landed
+        ]
         return OperatorLineage(inputs=[report], outputs=objects)
 
     def _present(self, window: WindowObjects) -> PresentObjects:

@@ -66,5 +66,9 @@ def test_a_backfill_runs_events_name_the_report_window_and_each_object(env, back
             (f"s3://{BUCKET}", obj.key) for obj in objects
         ]
         assert objects and all(obj.key.endswith(f"videoview_{start}_{end}_001.csv.gz") for obj in objects)
+        statistics = [o["outputFacets"]["outputStatistics"] for o in event["outputs"]]
+        assert [(s["rowCount"], s["size"], s["fileCount"]) for s in statistics] == [
+            (obj.rows, obj.size, 1) for obj in objects
+        ]
         seen.add(start)
     assert seen == {day.isoformat() for day in backfilled.days}

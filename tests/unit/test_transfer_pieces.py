@@ -273,3 +273,23 @@ def test_uploads_left_open_by_a_killed_attempt_are_aborted_for_this_key_only():
     client = FakeS3()
     assert abort_orphan_uploads(client, "b", "k") == 1
     assert client.aborted == ["old"]
+
+
+def test_the_lineage_names_the_report_in_and_each_object_out_with_its_statistics(monkeypatch):
+    pytest.importorskip("airflow.providers.openlineage")
+    from unittest import mock
+
+    from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
+
+    op = TransferReportToS3Operator(task_id="t", request_id="r1", s3_bucket="b", s3_key="k/")
+    monkeypatch.setattr(op, "echo360", mock.Mock(settings=mock.Mock(base_url="https://echo360.org")))
+    op._lineage = (DAY, [LandedObject("k/v_001.csv.gz", 10, 3), LandedObject("k/v_002.csv.gz", 7, 2)])
+    lineage = op.get_openlineage_facets_on_complete(None)
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [
+        ("https://echo360.org", "videoview_2024-01-01_2024-01-02")
+    ]
+    statistics = [(d.name, d.outputFacets["outputStatistics"]) for d in lineage.outputs]
+    assert [(name, s.rowCount, s.size, s.fileCount) for name, s in statistics] == [
+        ("k/v_001.csv.gz", 3, 10, 1),
+        ("k/v_002.csv.gz", 2, 7, 1),
+    ]

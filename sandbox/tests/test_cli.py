@@ -95,6 +95,7 @@ def test_help_shows_every_option_with_its_default() -> None:
         "--status-case": "page",
         "--report-name-case": "page",
         "--empty-shape": "header",
+        "--header-drift": "none",
         "--empty-every": "0",
     }.items():
         assert f"(default: {default})" in lines[option], option

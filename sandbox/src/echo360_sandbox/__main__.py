@@ -19,6 +19,7 @@ from echo360_sandbox.config import (
     EMPTY_SHAPES,
     FAULT_KINDS,
     FAULT_TARGETS,
+    HEADER_DRIFTS,
     IN_FLIGHT_STATUSES,
     QANDA_NAMES,
     REPORT_NAME_CASES,
@@ -267,6 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="what an Available request of an empty window (--empty-every) shows: header (one asset "
         "holding only the header row), no-key (no assets/signedAssets key), empty-list (an empty "
         "list) or zero-bytes (one asset of 0 bytes, not even a gzip header)",
+    )
+    dialects.add_argument(
+        "--header-drift",
+        choices=HEADER_DRIFTS,
+        default=d.header_drift,
+        help="how every report's columns differ from the page's, fixed at submission: none; new (a "
+        'last column newColumn, "" in every row); missing (the last column gone); renamed (the first '
+        "column's name + _renamed in the header, its values unchanged)",
     )
     data = p.add_argument_group("data")
     data.add_argument(

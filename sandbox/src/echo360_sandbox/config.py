@@ -65,6 +65,10 @@ REPORT_NAME_CASES = ("page", "upper")
 #: What an ``Available`` request of an empty window (``empty_every``) shows: no ``assets``/``signedAssets``
 #: key, an empty list, one asset of 0 bytes, or one asset holding only the header row.
 EMPTY_SHAPES = ("header", "no-key", "empty-list", "zero-bytes")
+#: How a report's columns drifted since the page was written: not at all, a column added at the end
+#: (``newColumn``, empty in every row), the last column gone, or the first column renamed
+#: (``<name>_renamed``, same values).
+HEADER_DRIFTS = ("none", "new", "missing", "renamed")
 #: Statuses an early in-progress status may not take: they end a request.
 _TERMINAL = ("Available", "Expired", "Failed", "Missing")
 
@@ -85,6 +89,7 @@ DIALECT_CHOICES: dict[str, tuple[Any, ...]] = {
     "status_case": STATUS_CASES,
     "report_name_case": REPORT_NAME_CASES,
     "empty_shape": EMPTY_SHAPES,
+    "header_drift": HEADER_DRIFTS,
 }
 
 # Settings a running sandbox must keep: changing them at runtime would orphan state or sockets.
@@ -171,6 +176,11 @@ class SandboxConfig:
         one asset holding only the header row (gzip or not, as submitted), ``zero-bytes`` one asset of
         0 bytes (even a ``.csv.gz``: not a valid gzip), ``empty-list`` an empty ``assets`` /
         ``signedAssets`` list, ``no-key`` no ``assets``/``signedAssets`` key at all.
+    :param header_drift: how every report's columns differ from the page's (fixed at submission, in
+        every asset of the request, header-only ones included): ``none`` as the page; ``new`` a last
+        column ``newColumn`` whose value is ``""`` in every row; ``missing`` the last column gone from
+        the header and every row; ``renamed`` the first column's name in the header followed by
+        ``_renamed`` (``videoId_renamed``), its values unchanged.
     :param pregenerate: build an ``Available`` request's assets in the background while it is
         ``Pending`` (else on its first download).
     :param public_url: base URL for signed links (default: the URL the client called).
@@ -233,6 +243,7 @@ class SandboxConfig:
     report_name_case: str = "page"
     empty_every: int = 0
     empty_shape: str = "header"
+    header_drift: str = "none"
     lost_submission_answers: int = 0
     retired_reports: list[str] = field(default_factory=list)
     pregenerate: bool = True

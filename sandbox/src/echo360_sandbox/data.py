@@ -35,6 +35,10 @@ GENERATOR_VERSION = 1
 #: ``asset`` has no window: its rows are stamped relative to this fixed day, to stay deterministic.
 ASSET_REFERENCE_DAY = dt.date(2024, 1, 1)
 LINE_TERMINATOR = "\n"
+#: ``header_drift="new"``: the name of the column added at the end, and its value in every row.
+NEW_COLUMN, NEW_COLUMN_TOKEN = "newColumn", '""'
+#: ``header_drift="renamed"``: what the first column's name gets in the header.
+RENAMED_SUFFIX = "_renamed"
 GZIP_LEVEL = 6
 _CHUNK = 1 << 16
 
@@ -142,7 +146,9 @@ _COLUMN_SOURCES: dict[str, tuple[str, str]] = {
     **{c: (src, attr) for src, attr, cols in _ALIASES for c in cols},
     **{c: (src, c) for src, cols in _SAME_NAME for c in cols},
 }
-_SOURCES = ("user", "other", "media", "section", "variant", "time")
+_SOURCES = ("user", "other", "media", "section", "variant", "time", "constant")
+#: The one value of the ``constant`` source, as a token: what ``header_drift="new"`` adds to a row.
+_CONSTANT = {"new": NEW_COLUMN_TOKEN}
 
 
 class UnsupportedReportError(ValueError):
@@ -184,6 +190,8 @@ class AssetSpec:
     :param seed: the sandbox's data seed.
     :param empty_file: the file is empty, 0 bytes, not even a header (nor a gzip header: an empty
         ``.csv.gz`` is not a valid gzip file), as ``empty_shape="zero-bytes"`` serves an empty window.
+    :param header_drift: how the columns differ from the catalog's (``SandboxConfig.header_drift``):
+        ``none``, ``new``, ``missing`` or ``renamed`` (see :func:`drifted_columns`).
     """
 
     report_name: str
@@ -196,6 +204,7 @@ class AssetSpec:
     seed: int
     # Out of the repr, which names the cache files: every spec without it keeps its file name.
     empty_file: bool = field(default=False, repr=False)
+    header_drift: str = field(default="none", repr=False)
 
     @property
     def definition(self) -> Report:
@@ -218,8 +227,18 @@ class AssetSpec:
         first = (self.part - 1) * self.max_rows_per_asset
         return first, min(self.total_rows, first + self.max_rows_per_asset)
 
+    @property
+    def columns(self) -> list[str]:
+        """The header row, drifted."""
+        return drifted_columns(self.definition.columns, self.header_drift)
+
     def cache_name(self) -> str:
-        identity = (GENERATOR_VERSION, self, "empty-file") if self.empty_file else (GENERATOR_VERSION, self)
+        # The fields out of the repr join the identity only when set: a plain spec keeps its old name.
+        identity: tuple[object, ...] = (GENERATOR_VERSION, self)
+        if self.empty_file:
+            identity += ("empty-file",)
+        if self.header_drift != "none":
+            identity += (f"header-drift-{self.header_drift}",)
         digest = hashlib.sha256(repr(identity).encode()).hexdigest()[:40]
         return f"{self.report_name}-{digest}{'.csv.gz' if self.compression else '.csv'}"
 
@@ -274,14 +293,19 @@ def write_asset(spec: AssetSpec, path: Path) -> None:
         return
     first, stop = spec.row_range
     lines = iter_lines(
-        spec.definition, spec.days, spec.rows_per_day, spec.seed, spec.delimiter, first, stop - first
+        spec.definition,
+        spec.days,
+        spec.rows_per_day,
+        spec.seed,
+        spec.delimiter,
+        first,
+        stop - first,
+        header_drift=spec.header_drift,
     )
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
         with os.fdopen(fd, "wb") as raw:
-            write_csv(
-                raw, spec.definition.columns, lines, delimiter=spec.delimiter, compression=spec.compression
-            )
+            write_csv(raw, spec.columns, lines, delimiter=spec.delimiter, compression=spec.compression)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -346,9 +370,12 @@ def iter_lines(
     delimiter: str = ",",
     first: int = 0,
     count: int | None = None,
+    *,
+    header_drift: str = "none",
 ) -> Iterator[str]:
-    """CSV lines (no header) for rows ``[first, first + count)`` of a report over ``days``."""
-    getters = _getters(definition.columns)
+    """CSV lines (no header) for rows ``[first, first + count)`` of a report over ``days``, their
+    columns drifted as ``header_drift`` says (the values of the others stay as they are)."""
+    getters = _drifted_getters(definition.columns, header_drift)
     pools = _pools(seed)
     sequential_media = not definition.is_dated or definition.name == "assetbydate"  # one row per asset
     total = len(days) * rows_per_day
@@ -405,8 +432,33 @@ class _DayRows:
                 sections[section],
                 variants[variant],
                 {"ts": f'{prefix}{hours:02d}:{minutes:02d}:{seconds:02d}.{ms:03d}Z"'},
+                _CONSTANT,
             )
             yield [sources[s][attr] for s, attr in getters]
+
+
+def drifted_columns(columns: Sequence[str], header_drift: str) -> list[str]:
+    """The header row of a report whose ``columns`` drifted: ``none`` as they are, ``new`` with
+    :data:`NEW_COLUMN` at the end, ``missing`` without the last, ``renamed`` with the first's name
+    followed by :data:`RENAMED_SUFFIX`."""
+    if header_drift == "new":
+        return [*columns, NEW_COLUMN]
+    if header_drift == "missing":
+        return list(columns[:-1])
+    if header_drift == "renamed":
+        return [columns[0] + RENAMED_SUFFIX, *columns[1:]]
+    return list(columns)
+
+
+def _drifted_getters(columns: Sequence[str], header_drift: str) -> list[tuple[int, str]]:
+    # Drift by tokens, never by editing rendered lines: values hold delimiters. Each row is drawn
+    # whole before its tokens are picked, so dropping or adding a getter leaves the others' values.
+    if header_drift == "missing":
+        return _getters(columns[:-1])
+    getters = _getters(columns)
+    if header_drift == "new":
+        getters.append((_SOURCES.index("constant"), "new"))
+    return getters
 
 
 def _getters(columns: Sequence[str]) -> list[tuple[int, str]]:

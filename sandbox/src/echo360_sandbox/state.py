@@ -133,6 +133,8 @@ class ReportRequest:
         forced to another status than ``Available`` (its report is gone); never in flight.
     :param empty_shape: ``None``, or the window has no rows (``SandboxConfig.empty_every``) and this is
         how its ``Available`` answer shows it (``SandboxConfig.empty_shape``, when it was submitted).
+    :param header_drift: how its assets' columns differ from the page's (``SandboxConfig.header_drift``,
+        when it was submitted).
     """
 
     request_id: str
@@ -150,6 +152,7 @@ class ReportRequest:
     forced_status: str | None = None
     history: bool = False
     empty_shape: str | None = None
+    header_drift: str = "none"
 
     @property
     def key(self) -> str:
@@ -205,6 +208,7 @@ class ReportRequest:
                     self.max_rows_per_asset,
                     self.seed,
                     empty_file=self.empty_shape == "zero-bytes",
+                    header_drift=self.header_drift,
                 ),
             )
             for part, name in enumerate(names, start=1)
@@ -321,6 +325,7 @@ class SandboxState:
                 seed=cfg.seed,
                 client_id=client_id,
                 empty_shape=cfg.empty_shape if empty_window(parameters, cfg.empty_every) else None,
+                header_drift=cfg.header_drift,
             )
             self.requests[request.request_id] = request
             self._listings.clear()

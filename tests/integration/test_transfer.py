@@ -6,6 +6,7 @@ import base64
 import csv
 import datetime as dt
 import gzip
+import io
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow_provider_echo360.exceptions import Echo360DownloadError
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
 from airflow_provider_echo360.reports import CATALOG
+from airflow_provider_echo360.schema import expected_columns
 from airflow_provider_echo360.transfers.echo360_to_s3 import (
     Echo360ReportNotReadyError,
     TransferReportToS3Operator,
@@ -446,3 +448,30 @@ def test_a_window_that_was_empty_and_then_has_rows_is_replaced_whole(env):
     assert [obj["uri"] for obj in manifest["objects"]] == written
     body = gzip.decompress(s3_bytes(env.client, written[0]))
     assert manifest["rows"] == body.count(b"\n") - 1
+
+
+COLUMNS = expected_columns("videoview")
+DRIFTS = {
+    "none": None,
+    "new": {"new": ["newColumn"], "missing": [], "renamed": {}},
+    "missing": {"new": [], "missing": [COLUMNS[-1]], "renamed": {}},
+    "renamed": {"new": [], "missing": [], "renamed": {COLUMNS[0]: f"{COLUMNS[0]}_renamed"}},
+}
+
+
+@pytest.mark.parametrize("policy", ["warn", "fail", "allow"])
+@pytest.mark.parametrize("drift", list(DRIFTS))
+def test_a_drifted_header_is_named_in_the_manifest_and_the_policy_decides(env, drift, policy):
+    env.sandbox.set_config(header_drift=drift)
+    request_id = ready_request(env.hook, "videoview", WINDOW)
+    key = f"drift-{drift}-{policy}/"
+    if policy == "fail" and DRIFTS[drift]:
+        with pytest.raises(AirflowFailException, match="not the catalog's.*nothing was written"):
+            transfer(request_id, key, schema_policy=policy)
+        assert window_keys(env.client, key) == [] and open_uploads(env.client) == []
+        return
+    (uri,) = transfer(request_id, key, schema_policy=policy)
+    manifest = read_manifest(env.client, f"{key}_videoview_{WINDOW['start']}_{WINDOW['end']}.manifest.json")
+    assert manifest["schema_drift"] == DRIFTS[drift]
+    header, *rows = csv.reader(io.StringIO(gzip.decompress(s3_bytes(env.client, uri)).decode()))
+    assert (manifest["columns"], manifest["rows"]) == (header, len(rows)) and len(rows) == 80

@@ -36,6 +36,12 @@ class CsvShape:
         self._open_record = False
         self._head = bytearray()
 
+    @classmethod
+    def of(cls, data: bytes) -> CsvShape:
+        shape = cls()
+        shape.feed(data)
+        return shape
+
     def feed(self, data: bytes) -> None:
         if not data:
             return

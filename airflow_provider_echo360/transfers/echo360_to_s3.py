@@ -7,11 +7,12 @@ import itertools
 import json
 import logging
 import re
+import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import tenacity
 from airflow.providers.common.compat.sdk import Asset, BaseOperator, Context, conf
@@ -25,7 +26,7 @@ from airflow_provider_echo360.exceptions import (
     Echo360TransientError,
     Echo360ValidationError,
 )
-from airflow_provider_echo360.hooks.echo360 import Echo360Hook
+from airflow_provider_echo360.hooks.echo360 import AssetStream, Echo360Hook
 from airflow_provider_echo360.hooks.model import (
     FAILED_STATUSES,
     ReportRequest,
@@ -34,6 +35,15 @@ from airflow_provider_echo360.hooks.model import (
 )
 from airflow_provider_echo360.manifest import CsvShape, LandedObject, Manifest, landed_objects, manifest_key
 from airflow_provider_echo360.outages import through_outages
+from airflow_provider_echo360.partitions import (
+    UNASSIGNED,
+    UNASSIGNED_FOLDER,
+    DaySplit,
+    Part,
+    day_request,
+    event_time_column,
+    window_days,
+)
 from airflow_provider_echo360.schema import SCHEMA_POLICIES, expected_columns, schema_drift
 
 if TYPE_CHECKING:
@@ -48,6 +58,9 @@ PART_CHECKSUM = "CRC32"
 #: User metadata on each object: the request it was written from, and that request's asset.
 META_REQUEST_ID = "echo360-request-id"
 META_ASSET = "echo360-asset"
+T = TypeVar("T")
+#: Writes object ``n`` of a window to a key with this metadata; ``None`` when there was nothing to write.
+Copy = Callable[[int, str, dict[str, str]], LandedObject | None]
 
 
 class Echo360ReportNotReadyError(Echo360Error):
@@ -100,6 +113,10 @@ class TransferReportToS3Operator(BaseOperator):
     :param upload_concurrency: parts uploaded at once while the download goes on (and parts held in
         memory waiting for an upload thread).
     :param attempts: tries per asset (a broken download or an expired URL starts the asset over).
+    :param split_by_day: land a request of several days as daily partitions: each day's records
+        (by the report's event-time column) under the key that day's own request would have, with
+        its manifest, and records of no day of the window apart, under ``{start}`` = ``unassigned``.
+        Only for keys with ``{start}`` and reports with an event time (not ``assetbydate``, ``asset``).
     :param schema_policy: what a header that is not the catalog's columns for the report does (see
         :mod:`airflow_provider_echo360.schema`): ``warn`` (land it, warn in the log), ``fail`` (fail
         before writing anything, without retries) or ``allow`` (land it). The drift is named in the
@@ -126,6 +143,7 @@ class TransferReportToS3Operator(BaseOperator):
         part_size: int = 16 * MIB,
         upload_concurrency: int = 4,
         attempts: int = 4,
+        split_by_day: bool = False,
         schema_policy: str = "warn",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
@@ -145,6 +163,7 @@ class TransferReportToS3Operator(BaseOperator):
         self.part_size = max(part_size, MIN_PART_SIZE)
         self.upload_concurrency = max(1, upload_concurrency)
         self.attempts = max(1, attempts)
+        self.split_by_day = split_by_day
         self.schema_policy = schema_policy
         self.deferrable = deferrable
         #: the catalog's columns of the report being landed (none: unknown), once ``execute`` knows it
@@ -181,26 +200,16 @@ class TransferReportToS3Operator(BaseOperator):
     def _execute(self, context: Context) -> list[str]:
         request = self._available_request()
         self._expected_columns = expected_columns(request.report_name)
-        urls = request.signed_assets
-        names = [asset_file_name(url) for url in urls]
-        window = WindowObjects.of(fill_placeholders(self.s3_key, request), request, names, self.decompress)
-        present = self._present(window)
-        landed: list[LandedObject] = []  # the window's objects from this request
-        kept = present.keep_for(request.request_id)  # another request's copy already there
-        if present.manifest_request == request.request_id:  # an earlier try landed it all
-            landed = self._landed_before(window)
-        elif self.replace or kept is None:
-            self._unpublish(window, present)
-            for index, (url, name, key) in enumerate(zip(urls, names, window.keys, strict=True)):
-                landed.extend(self._land(index, url, name, key, request.request_id, present))
-            self._remove_leftovers(present, {obj.key for obj in landed})
-            self._publish(window, Manifest.of(request, landed, self._schema_drift(landed)))
+        if self._splits(request):
+            landed = self._land_days(request)
         else:
-            self.log.info(
-                "The window already holds objects of request %s (%s) and replace=False: left as they are.",
-                kept,
-                ", ".join(sorted(present.sizes)),
-            )
+            urls = request.signed_assets
+            names = [asset_file_name(url) for url in urls]
+
+            def copy(index: int, key: str, metadata: dict[str, str]) -> LandedObject | None:
+                return self._copy_asset(index, urls[index], key, metadata)
+
+            landed = self._land_window(request, names, copy)
         self._lineage = (request, landed)
         extra = asset_extra(request, self.s3_bucket, landed)
         for outlet in self.outlets:
@@ -263,8 +272,34 @@ class TransferReportToS3Operator(BaseOperator):
             raise
         return head.get("Metadata", {}).get(META_REQUEST_ID)
 
+    def _land_window(
+        self, request: ReportRequest, names: list[str], copy: Copy, s3_key: str | None = None
+    ) -> list[LandedObject]:
+        """Land the window of ``request``: object ``n`` is written by ``copy(n, key, metadata)``, then
+        leftovers go and the manifest comes last (see ``replace``). Its objects, as landed."""
+        s3_key = fill_placeholders(s3_key or self.s3_key, request)
+        window = WindowObjects.of(s3_key, request, names, self.decompress)
+        present = self._present(window)
+        kept = present.keep_for(request.request_id)  # another request's copy already there
+        if present.manifest_request == request.request_id:  # an earlier try landed it all
+            return self._landed_before(window)
+        if not self.replace and kept is not None:
+            self.log.info(
+                "The window already holds objects of request %s (%s) and replace=False: left as they are.",
+                kept,
+                ", ".join(sorted(present.sizes)),
+            )
+            return []
+        self._unpublish(window, present)
+        landed: list[LandedObject] = []
+        for index, (name, key) in enumerate(zip(names, window.keys, strict=True)):
+            landed.extend(self._land(index, name, key, request.request_id, present, copy))
+        self._remove_leftovers(present, {obj.key for obj in landed})
+        self._publish(window, Manifest.of(request, landed, self._schema_drift(landed)))
+        return landed
+
     def _land(
-        self, index: int, url: str, name: str, key: str, request_id: str, present: PresentObjects
+        self, index: int, name: str, key: str, request_id: str, present: PresentObjects, copy: Copy
     ) -> list[LandedObject]:
         """Copy asset ``index`` to ``key`` unless this request's copy is there (an earlier try).
 
@@ -274,7 +309,7 @@ class TransferReportToS3Operator(BaseOperator):
             self.log.info("s3://%s/%s already holds asset %s of this request.", self.s3_bucket, key, name)
             return [self._count_landed(key)]
         metadata = {META_REQUEST_ID: request_id, META_ASSET: name}
-        landed = self._copy_asset(index, url, key, metadata)
+        landed = copy(index, key, metadata)
         if landed is None:
             self.log.info("Asset %s is empty (0 bytes): no object for it.", name)
             return []
@@ -393,24 +428,28 @@ class TransferReportToS3Operator(BaseOperator):
 
         ``None`` for an asset without a byte: nothing is written.
         """
+
+        def copy(stream: AssetStream) -> LandedObject | None:
+            shape = CsvShape()
+            gzip = stream.name.endswith(".gz")
+            chunks = checked_chunks(stream.chunks(), gzip=gzip, inflate=self.decompress, shape=shape)
+            first = next(chunks, None)
+            if first is None:
+                return None
+            self._hold_to_schema(shape.columns)
+            size = self._upload(key, itertools.chain([first], chunks), metadata)
+            return LandedObject(key, size, shape.rows, shape.columns)
+
+        return self._read_asset(index, url, copy)
+
+    def _read_asset(self, index: int, url: str, read: Callable[[AssetStream], T]) -> T:
+        """``read`` the stream of asset ``index``, started over (with a fresh URL when needed) on failure."""
         urls = [url]
 
-        def attempt() -> LandedObject | None:
+        def attempt() -> T:
             try:
                 with self.echo360.open_asset(urls[-1], chunk_size=MIB) as stream:
-                    shape = CsvShape()
-                    chunks = checked_chunks(
-                        stream.chunks(),
-                        gzip=stream.name.endswith(".gz"),
-                        inflate=self.decompress,
-                        shape=shape,
-                    )
-                    first = next(chunks, None)
-                    if first is None:
-                        return None
-                    self._hold_to_schema(shape.columns)
-                    size = self._upload(key, itertools.chain([first], chunks), metadata)
-                    return LandedObject(key, size, shape.rows, shape.columns)
+                    return read(stream)
             except Echo360AssetUrlExpiredError:
                 self.log.warning("The signed URL of asset %d expired; asking Echo360 for a fresh one.", index)
                 urls.append(self._available_request().signed_assets[index])
@@ -429,8 +468,75 @@ class TransferReportToS3Operator(BaseOperator):
             ),
             reraise=True,
         )
-        landed: LandedObject | None = retrying(attempt)
+        result: T = retrying(attempt)
+        return result
+
+    # -- a window of several days, landed as daily partitions ----------------------------------------
+
+    def _splits(self, request: ReportRequest) -> bool:
+        """Whether ``request`` lands as daily partitions (see ``split_by_day``)."""
+        days = window_days(request)
+        splittable = event_time_column(self._expected_columns) is not None and "{start}" in self.s3_key
+        return self.split_by_day and splittable and len(days) > 1
+
+    def _land_days(self, request: ReportRequest) -> list[LandedObject]:
+        """Each day's records under that day's partition, as a daily request of that day would have
+        landed them (keys, header, compression, manifest); the records of no day in one of their own."""
+        days = window_days(request)
+        names = [asset_file_name(url) for url in request.signed_assets]
+        compress = bool(names) and names[0].endswith(".gz") and not self.decompress
+        landed: list[LandedObject] = []
+        with DaySplit(days, compress=compress) as split:
+            for index, url in enumerate(request.signed_assets):
+                with self._read_asset(index, url, self._download) as file:
+                    split.feed(
+                        checked_chunks(
+                            iter(lambda: file.read(MIB), b""), gzip=names[index].endswith(".gz"), inflate=True
+                        )
+                    )
+            parts = split.finish()
+            self._hold_to_schema(CsvShape.of(split.header).columns)
+            name = names[0] if names else f"{request.request_id}.csv"
+            for day in days:
+                landed += self._land_part(day_request(request, day), name, parts.get(day))
+            if UNASSIGNED in parts:
+                self.log.warning(
+                    "%d record(s) of request %s have no event time in its window: landed apart, under %s.",
+                    parts[UNASSIGNED].rows,
+                    request.request_id,
+                    UNASSIGNED_FOLDER,
+                )
+                unassigned = self.s3_key.replace("{start}", UNASSIGNED_FOLDER)
+                landed += self._land_part(request, name, parts[UNASSIGNED], unassigned)
         return landed
+
+    def _land_part(
+        self, request: ReportRequest, name: str, part: Part | None, s3_key: str | None = None
+    ) -> list[LandedObject]:
+        """Land one part as the window of ``request`` (no part: a day without rows, a manifest alone)."""
+
+        def upload(_: int, key: str, metadata: dict[str, str]) -> LandedObject:
+            assert part is not None
+            shape = CsvShape()
+            size = self._upload(
+                key, checked_chunks(part.chunks(), gzip=key.endswith(".gz"), shape=shape), metadata
+            )
+            return LandedObject(key, size, shape.rows, shape.columns)
+
+        return self._land_window(request, [name] if part is not None else [], upload, s3_key)
+
+    def _download(self, stream: AssetStream) -> IO[bytes]:
+        """The whole asset in a temporary file, checked (its length, its gzip CRC): a split reads it once
+        whole, so a download that breaks off never leaves some records routed twice."""
+        file = tempfile.TemporaryFile()
+        try:
+            for chunk in checked_chunks(stream.chunks(), gzip=stream.name.endswith(".gz")):
+                file.write(chunk)
+        except BaseException:
+            file.close()
+            raise
+        file.seek(0)
+        return file
 
     def _object_args(self, metadata: dict[str, str] | None) -> dict[str, Any]:
         """What every object written gets: a checksum, the metadata, the encryption asked for."""

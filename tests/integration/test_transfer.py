@@ -475,3 +475,34 @@ def test_a_drifted_header_is_named_in_the_manifest_and_the_policy_decides(env, d
     assert manifest["schema_drift"] == DRIFTS[drift]
     header, *rows = csv.reader(io.StringIO(gzip.decompress(s3_bytes(env.client, uri)).decode()))
     assert (manifest["columns"], manifest["rows"]) == (header, len(rows)) and len(rows) == 80
+
+
+WEEK = {"start": "2024-05-06", "end": "2024-05-13"}
+
+
+def plain_rows(body: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(gzip.decompress(body).decode())))
+
+
+@pytest.mark.parametrize("max_rows_per_asset", [1000, 90])  # one asset, or four of the week
+def test_a_week_splits_into_the_daily_partitions_that_daily_requests_would_land(env, max_rows_per_asset):
+    env.sandbox.set_config(max_rows_per_asset=max_rows_per_asset)
+    week = ready_request(env.hook, "videoview", WEEK)
+    key = f"split-{max_rows_per_asset}/{{report}}/dt={{start}}/"
+    written = transfer(week, key, split_by_day=True)
+    rows = 0
+    for n in range(7):
+        day, next_day = dt.date(2024, 5, 6) + dt.timedelta(days=n), dt.date(2024, 5, 7) + dt.timedelta(days=n)
+        folder, stem = f"split-{max_rows_per_asset}/videoview/dt={day}/", f"videoview_{day}_{next_day}"
+        manifest = read_manifest(env.client, f"{folder}_{stem}.manifest.json")
+        daily = ready_request(env.hook, "videoview", {"start": str(day), "end": str(next_day)})
+        served = env.hook.get_request(daily).assets
+        expected = [row for name in served for row in plain_rows(env.sandbox.asset_bytes(daily, name))]
+        header, *found = plain_rows(s3_bytes(env.client, f"s3://{BUCKET}/{folder}{stem}_001.csv.gz"))
+        assert [header, *found] == [expected[0], *(row for row in expected if row != expected[0])]
+        assert (manifest["request_id"], manifest["rows"], manifest["columns"]) == (week, len(found), header)
+        rows += len(found)
+    assert rows == 40 * 7 and len(written) == 7
+    assert window_keys(env.client, f"split-{max_rows_per_asset}/videoview/dt=unassigned/") == []
+    again, calls = rerun_transfer(week, key, split_by_day=True)  # a retry: every day landed already
+    assert (sorted(again), calls) == (sorted(written), [])

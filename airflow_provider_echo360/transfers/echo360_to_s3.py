@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import itertools
 import json
@@ -484,6 +485,8 @@ class TransferReportToS3Operator(BaseOperator):
         landed them (keys, header, compression, manifest); the records of no day in one of their own."""
         days = window_days(request)
         names = [asset_file_name(url) for url in request.signed_assets]
+        if (before := self._days_landed_before(request, days, names)) is not None:
+            return before
         compress = bool(names) and names[0].endswith(".gz") and not self.decompress
         landed: list[LandedObject] = []
         with DaySplit(days, compress=compress) as split:
@@ -497,9 +500,7 @@ class TransferReportToS3Operator(BaseOperator):
             parts = split.finish()
             self._hold_to_schema(CsvShape.of(split.header).columns)
             name = names[0] if names else f"{request.request_id}.csv"
-            for day in days:
-                landed += self._land_part(day_request(request, day), name, parts.get(day))
-            if UNASSIGNED in parts:
+            if UNASSIGNED in parts:  # first: a retry that finds every day landed skips the split
                 self.log.warning(
                     "%d record(s) of request %s have no event time in its window: landed apart, under %s.",
                     parts[UNASSIGNED].rows,
@@ -508,7 +509,23 @@ class TransferReportToS3Operator(BaseOperator):
                 )
                 unassigned = self.s3_key.replace("{start}", UNASSIGNED_FOLDER)
                 landed += self._land_part(request, name, parts[UNASSIGNED], unassigned)
+            for day in days:
+                landed += self._land_part(day_request(request, day), name, parts.get(day))
         return landed
+
+    def _days_landed_before(
+        self, request: ReportRequest, days: list[dt.date], names: list[str]
+    ) -> list[LandedObject] | None:
+        """Every day's objects, where an earlier try of this request landed them all (each day's
+        manifest names it): a retry need not download the report again."""
+        day_requests = [day_request(request, day) for day in days]
+        windows = [
+            WindowObjects.of(fill_placeholders(self.s3_key, each), each, names, self.decompress)
+            for each in day_requests
+        ]
+        if any(self._written_by(window.manifest) != request.request_id for window in windows):
+            return None
+        return [obj for window in windows for obj in self._landed_before(window)]
 
     def _land_part(
         self, request: ReportRequest, name: str, part: Part | None, s3_key: str | None = None

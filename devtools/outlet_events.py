@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from types import SimpleNamespace
+from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass
+class OutletEvent:
+    """One asset's event, as Airflow 3.3's accessor takes it: an ``extra`` and partition keys."""
+
+    extra: dict[str, Any] = field(default_factory=dict)
+    partition_keys: set[str] = field(default_factory=set)
+
+    def add_partitions(self, keys: str | list[str]) -> None:
+        self.partition_keys.update([keys] if isinstance(keys, str) else keys)
 
 
 class OutletEvents:
@@ -15,10 +26,10 @@ class OutletEvents:
     """
 
     def __init__(self) -> None:
-        self._events: dict[str, SimpleNamespace] = {}
+        self._events: dict[str, OutletEvent] = {}
 
-    def __getitem__(self, asset: Any) -> SimpleNamespace:
-        return self._events.setdefault(asset.uri, SimpleNamespace())
+    def __getitem__(self, asset: Any) -> OutletEvent:
+        return self._events.setdefault(asset.uri, OutletEvent())
 
-    def values(self) -> Iterable[SimpleNamespace]:
+    def values(self) -> Iterable[OutletEvent]:
         return self._events.values()

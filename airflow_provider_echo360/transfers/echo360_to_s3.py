@@ -89,7 +89,10 @@ class TransferReportToS3Operator(BaseOperator):
     ``echo360-asset``). They are declared as an Airflow asset (``s3://<bucket>/<static part of the
     key>``) when the bucket and the start of the key are not templated, so downstream DAGs can be
     scheduled on them; the asset event's ``extra`` names the report, the window (``start``, ``end``),
-    the request and each object of the window (``uri``, ``size``).
+    its days (``partitions``), the request and each object of the window (``uri``, ``size``,
+    ``rows``). On Airflow 3.3+ the event also carries one partition key per day of the window
+    (``add_partitions``; ``2024-01-01T00:00:00``, as ``StartOfDayMapper`` reads it), so that a
+    downstream DAG scheduled with ``PartitionedAssetTimetable`` runs once per landed day.
 
     :param request_id: the Echo360 request whose report to copy. Templated.
     :param s3_bucket: the destination bucket. Templated.
@@ -215,7 +218,10 @@ class TransferReportToS3Operator(BaseOperator):
         extra = asset_extra(request, self.s3_bucket, landed)
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
-                context["outlet_events"][outlet].extra = extra
+                event = context["outlet_events"][outlet]
+                event.extra = extra
+                if extra["partitions"] and hasattr(event, "add_partitions"):  # Airflow 3.3+
+                    event.add_partitions(extra["partitions"])
         return [f"s3://{self.s3_bucket}/{obj.key}" for obj in landed]
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
@@ -795,17 +801,24 @@ def extension(asset_name: str, decompress: bool) -> str:
 
 
 def asset_extra(request: ReportRequest, bucket: str, landed: list[LandedObject]) -> dict[str, Any]:
-    """The asset event's ``extra``: the report, its window, the request, its rows and each object."""
+    """The asset event's ``extra``: the report, its window, the day partitions it covers (as keys that
+    Airflow's ``StartOfDayMapper`` reads by default), the request, its rows and each object."""
     return {
         "report": request.report_name,
         "start": request.parameters.get("start"),
         "end": request.parameters.get("end"),
+        "partitions": [partition_key(day) for day in window_days(request)],
         "request_id": request.request_id,
         "rows": sum(obj.rows for obj in landed),
         "objects": [
             {"uri": f"s3://{bucket}/{obj.key}", "size": obj.size, "rows": obj.rows} for obj in landed
         ],
     }
+
+
+def partition_key(day: dt.date) -> str:
+    """A day's partition key: ``2024-01-01T00:00:00``, the form ``StartOfDayMapper`` reads by default."""
+    return f"{day.isoformat()}T00:00:00"
 
 
 def static_asset(s3_bucket: str, s3_key: str) -> Asset | None:

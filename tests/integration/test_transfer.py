@@ -16,7 +16,7 @@ import zlib
 from types import SimpleNamespace
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException, Asset
 
 from airflow_provider_echo360.exceptions import Echo360DownloadError
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
@@ -503,6 +503,17 @@ def test_a_week_splits_into_the_daily_partitions_that_daily_requests_would_land(
         assert (manifest["request_id"], manifest["rows"], manifest["columns"]) == (week, len(found), header)
         rows += len(found)
     assert rows == 40 * 7 and len(written) == 7
+    op, events = (
+        transfer_operator(week, key, split_by_day=True, outlets=[Asset("s3://landing/split")]),
+        OutletEvents(),
+    )
+    op.execute({"outlet_events": events})  # the day partitions go downstream (Airflow 3.3's add_partitions)
+    (event,) = events.values()
+    assert (
+        sorted(event.partition_keys)
+        == event.extra["partitions"]
+        == [f"2024-05-{d:02d}T00:00:00" for d in range(6, 13)]
+    )
     assert window_keys(env.client, f"split-{max_rows_per_asset}/videoview/dt=unassigned/") == []
     again, calls = rerun_transfer(week, key, split_by_day=True)  # a retry: every day landed already
     assert (sorted(again), calls) == (sorted(written), [])

@@ -236,6 +236,7 @@ def test_the_asset_event_names_the_report_window_request_and_objects():
         "report": "videoview",
         "start": "2024-01-01",
         "end": "2024-01-02",
+        "partitions": ["2024-01-01T00:00:00"],
         "request_id": "r1",
         "rows": 3,
         "objects": [

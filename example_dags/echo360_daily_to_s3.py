@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.providers.common.compat.sdk import DAG
-from echo360_example_settings import DEFAULT_ARGS, POOL, REPORTS, S3_BUCKET, TAGS, landed
+from echo360_example_settings import DAILY_KEY, DEFAULT_ARGS, POOL, REPORTS, S3_BUCKET, TAGS, landed
 
 from airflow_provider_echo360.operators.echo360 import SubmitReportOperator
 from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
@@ -34,7 +34,7 @@ with DAG(
             task_id=f"transfer_{report}",
             request_id=submit.output,
             s3_bucket=S3_BUCKET,
-            s3_key="echo360/{report}/dt={start}/",
+            s3_key=DAILY_KEY,
             replace=True,  # a rerun of the window lands its new request in place of the old
             outlets=[landed(report)],
         )

@@ -34,13 +34,17 @@ if not isinstance(REPORTS, list) or not REPORTS or not all(isinstance(r, str) an
     raise ValueError(f"ECHO360_REPORTS must be a JSON list of report names, not {REPORTS!r}")
 POLL_SECONDS = float(os.environ.get("ECHO360_POLL_SECONDS", "60"))
 S3_BUCKET = "{{ var.value.get('echo360_s3_bucket', 'echo360-reports') }}"  # rendered when the task runs
+AWS_CONN_ID = "{{ var.value.get('echo360_aws_conn_id', 'aws_default') }}"
+#: One layout for every DAG: each day's rows under its own ``dt=<day>/`` (the range DAG splits its
+#: windows by day into it).
+DAILY_KEY = "echo360/{report}/dt={start}/"
 TAGS = ["echo360"]
 
 DEFAULT_ARGS = {
     "retries": 2,
     "retry_delay": pendulum.duration(minutes=5),
     "echo360_conn_id": "{{ var.value.get('echo360_conn_id', 'echo360_default') }}",
-    "aws_conn_id": "{{ var.value.get('echo360_aws_conn_id', 'aws_default') }}",
+    "aws_conn_id": AWS_CONN_ID,
     # Wait in the triggerer, not in a worker: for the report, and through an outage of the API.
     "deferrable": True,
     "poll_interval": POLL_SECONDS,  # SubmitReportOperator

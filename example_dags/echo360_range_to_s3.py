@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.providers.common.compat.sdk import DAG, Param, task
-from echo360_example_settings import DEFAULT_ARGS, POOL, S3_BUCKET, TAGS
+from echo360_example_settings import DAILY_KEY, DEFAULT_ARGS, POOL, S3_BUCKET, TAGS
 
 from airflow_provider_echo360.operators.echo360 import SubmitReportOperator
 from airflow_provider_echo360.reports import format_date, split_windows
@@ -49,7 +49,7 @@ with DAG(
     TransferReportToS3Operator.partial(
         task_id="transfer",
         s3_bucket=S3_BUCKET,
-        s3_key="echo360/{report}/dt={start}/",
+        s3_key=DAILY_KEY,
         replace=True,  # a rerun of the window lands its new request in place of the old
         split_by_day=True,  # each day under its own dt=<day>/, as the daily DAG lands it
     ).expand(request_id=submitted.output)

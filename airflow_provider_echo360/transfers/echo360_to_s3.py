@@ -31,6 +31,7 @@ from airflow_provider_echo360.hooks.echo360 import AssetStream, Echo360Hook
 from airflow_provider_echo360.hooks.model import (
     FAILED_STATUSES,
     ReportRequest,
+    ReportStatus,
     asset_file_name,
     check_request_id,
 )
@@ -814,6 +815,17 @@ def asset_extra(request: ReportRequest, bucket: str, landed: list[LandedObject])
             {"uri": f"s3://{bucket}/{obj.key}", "size": obj.size, "rows": obj.rows} for obj in landed
         ],
     }
+
+
+def window_manifest_key(
+    s3_key: str, report: str, start: dt.date | None = None, end: dt.date | None = None
+) -> str:
+    """The key of a window's manifest, as a transfer with ``s3_key`` writes it: for readers, e.g. a DAG
+    scheduled on the day partitions (``echo360/videoview/dt=2024-01-01/`` and the day give
+    ``echo360/videoview/dt=2024-01-01/_videoview_2024-01-01_2024-01-02.manifest.json``)."""
+    parameters = {"start": start.isoformat(), "end": end.isoformat()} if start and end else {}
+    request = ReportRequest("", ReportStatus.AVAILABLE.value, report, parameters)
+    return WindowObjects.of(fill_placeholders(s3_key, request), request, [], decompress=False).manifest
 
 
 def partition_key(day: dt.date) -> str:

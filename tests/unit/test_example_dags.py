@@ -15,6 +15,7 @@ from airflow.providers.common.compat.version_compat import (
     AIRFLOW_V_3_0_PLUS,
     AIRFLOW_V_3_1_PLUS,
     AIRFLOW_V_3_2_PLUS,
+    AIRFLOW_V_3_3_PLUS,
 )
 
 # How Airflow parses a folder and serializes a DAG moved between versions; the checks stay the same.
@@ -45,6 +46,7 @@ DAG_IDS = {
     "echo360_weekly_to_s3",
     "echo360_split_sensor",
     "echo360_range_to_s3",
+    *(["echo360_videoview_by_day"] if AIRFLOW_V_3_3_PLUS else []),  # a task emits partition keys from 3.3
 }
 DEFAULT_REPORTS = ["videoview", "viewsessions", "pollingv2"]
 BUCKET = "{{ var.value.get('echo360_s3_bucket', 'echo360-reports') }}"
@@ -228,5 +230,26 @@ def test_the_reports_and_the_poll_interval_come_from_the_environment(monkeypatch
 def test_a_wrong_report_list_is_an_import_error_that_names_the_setting(monkeypatch, wrong):
     monkeypatch.setenv("ECHO360_REPORTS", wrong)
     errors = parse().import_errors
-    assert len(errors) == 5  # every DAG file imports the settings
+    assert len(errors) == 6  # every DAG file imports the settings
     assert all("ECHO360_REPORTS must be a JSON list of report names" in error for error in errors.values())
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="a task emits partition keys from Airflow 3.3 on")
+def test_the_consumer_runs_per_day_partition_of_the_daily_dags_asset(dagbag):
+    consumer = dagbag.dags["echo360_videoview_by_day"]
+    timetable = consumer.timetable
+    assert type(timetable).__name__ == "PartitionedAssetTimetable"
+    assert type(timetable.default_partition_mapper).__name__ == "StartOfDayMapper"
+    assert timetable.asset_condition.name == "echo360_videoview"
+
+
+def test_a_windows_manifest_key_is_where_the_transfer_writes_it():
+    import datetime as dt
+
+    from airflow_provider_echo360.transfers.echo360_to_s3 import window_manifest_key
+
+    day = dt.date(2025, 3, 1)
+    assert window_manifest_key(
+        "echo360/{report}/dt={start}/", "videoview", day, day + dt.timedelta(days=1)
+    ) == ("echo360/videoview/dt=2025-03-01/_videoview_2025-03-01_2025-03-02.manifest.json")
+    assert window_manifest_key("out/asset.csv", "asset") == "out/_asset.manifest.json"

@@ -1,0 +1,43 @@
+"""End to end on Airflow 3.3: the daily DAG's backfill emits one partition key per landed day, and
+the example consumer (``echo360_videoview_by_day``, a ``PartitionedAssetTimetable`` with
+``StartOfDayMapper``) runs once per day, reading that day's manifest."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
+
+from devtools.checks import assert_runs_succeeded, days_ending
+from devtools.environment import last_complete_day
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(1500),
+    pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="a task emits partition keys from Airflow 3.3 on"),
+]
+CONSUMER = "echo360_videoview_by_day"
+DAYS = 2
+
+
+@pytest.fixture(scope="module")
+def env_options():
+    return {"reports": ("videoview",)}
+
+
+@pytest.fixture(scope="module")
+def consumed(env):
+    env.stack.wait_for_dag(CONSUMER, timeout=180)
+    env.stack.unpause(CONSUMER)
+    env.backfill_daily(DAYS)
+    assert_runs_succeeded(env.wait_for_backfill(DAYS, timeout=900), DAYS)
+    return env.stack.wait_for_runs(CONSUMER, DAYS, timeout=300)
+
+
+def test_the_consumer_runs_once_per_landed_day_and_reads_its_manifest(env, consumed):
+    assert_runs_succeeded(consumed, DAYS)
+    days = sorted(str(day) for day in days_ending(last_complete_day(), DAYS))
+    assert sorted(run["partition_key"] for run in consumed) == days
+    manifests = {m["start"]: m for m in env.manifests("echo360/videoview/").values()}
+    for run in consumed:
+        rows = env.stack.xcom(CONSUMER, run["dag_run_id"], "rows_of_the_day")
+        assert rows == manifests[run["partition_key"]]["rows"] > 0

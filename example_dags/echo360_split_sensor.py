@@ -2,15 +2,15 @@
 
 Use it when something must happen between submitting and waiting, or when the wait must be a
 sensor (its ``timeout``, its modes). Note: between the two tasks the request is in flight without
-holding a pool slot; ``SubmitReportOperator`` therefore also counts the institution's pending
-requests before it submits and waits for a free one. Settings: see ``echo360_example_settings.py``.
+holding a pool slot; a submission that the API then refuses for its cap waits (rescheduled) until
+a request ends. Settings: see ``echo360_example_settings.py``.
 """
 
 from __future__ import annotations
 
 import pendulum
 from airflow.providers.common.compat.sdk import DAG
-from echo360_example_settings import DEFAULT_ARGS, POOL, S3_BUCKET, TAGS, landed
+from echo360_example_settings import DAILY_KEY, DEFAULT_ARGS, POOL, S3_BUCKET, TAGS, landed
 
 from airflow_provider_echo360.operators.echo360 import SubmitReportOperator
 from airflow_provider_echo360.sensors.echo360 import ReportStatusSensor
@@ -33,7 +33,7 @@ with DAG(
         task_id="transfer_videoview",
         request_id=submit.output,
         s3_bucket=S3_BUCKET,
-        s3_key="echo360/videoview/dt={start}/",
+        s3_key=DAILY_KEY,
         replace=True,  # a rerun of the window lands its new request in place of the old
         outlets=[landed("videoview")],
     )

@@ -91,7 +91,8 @@ class TransferReportToS3Operator(BaseOperator):
     key>``) when the bucket and the start of the key are not templated, so downstream DAGs can be
     scheduled on them; the asset event's ``extra`` names the report, the window (``start``, ``end``),
     its days (``partitions``), the request and each object of the window (``uri``, ``size``,
-    ``rows``). On Airflow 3.3+ the event also carries one partition key per day of the window
+    ``rows``). On Airflow 3.3+, where each day of the window landed under its own key (a one-day
+    window, or ``split_by_day``), the event also carries one partition key per day
     (``add_partitions``; ``2024-01-01T00:00:00``, as ``StartOfDayMapper`` reads it), so that a
     downstream DAG scheduled with ``PartitionedAssetTimetable`` runs once per landed day.
 
@@ -205,6 +206,7 @@ class TransferReportToS3Operator(BaseOperator):
     def _execute(self, context: Context) -> list[str]:
         request = self._available_request()
         self._expected_columns = expected_columns(request.report_name)
+        per_day = self._splits(request) or len(window_days(request)) == 1  # each day its own partition
         if self._splits(request):
             landed = self._land_days(request)
         else:
@@ -221,7 +223,7 @@ class TransferReportToS3Operator(BaseOperator):
             if isinstance(outlet, Asset):
                 event = context["outlet_events"][outlet]
                 event.extra = extra
-                if extra["partitions"] and hasattr(event, "add_partitions"):  # Airflow 3.3+
+                if per_day and extra["partitions"] and hasattr(event, "add_partitions"):  # Airflow 3.3+
                     event.add_partitions(extra["partitions"])
         return [f"s3://{self.s3_bucket}/{obj.key}" for obj in landed]
 

@@ -517,3 +517,14 @@ def test_a_week_splits_into_the_daily_partitions_that_daily_requests_would_land(
     assert window_keys(env.client, f"split-{max_rows_per_asset}/videoview/dt=unassigned/") == []
     again, calls = rerun_transfer(week, key, split_by_day=True)  # a retry: every day landed already
     assert (sorted(again), calls) == (sorted(written), [])
+
+
+def test_a_window_of_several_days_landed_whole_names_its_days_but_emits_no_day_partitions(env):
+    request_id = ready_request(env.hook, "notes", WINDOW)  # 2 days, one object under dt=<start>
+    op, events = (
+        transfer_operator(request_id, "whole/{report}/dt={start}/", outlets=[Asset("s3://landing/w")]),
+        OutletEvents(),
+    )
+    op.execute({"outlet_events": events})
+    (event,) = events.values()
+    assert len(event.extra["partitions"]) == 2 and event.partition_keys == set()

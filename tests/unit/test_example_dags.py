@@ -202,11 +202,7 @@ def test_the_single_report_dags_keep_their_task_ids_and_settings(dagbag):
     assert (sensor.poke_interval, sensor.echo360_conn_id) == (60, ECHO360_CONN)
     ranged = dagbag.dags["echo360_range_to_s3"]
     assert set(ranged.task_dict) == {"plan_windows", "submit", "transfer"}
-    transfer = ranged.task_dict["transfer"]
-    assert (
-        transfer.partial_kwargs["split_by_day"]
-        and transfer.partial_kwargs["s3_key"] == "echo360/{report}/dt={start}/"
-    )
+    assert ranged.task_dict["transfer"].partial_kwargs["s3_key"] == "echo360/{report}/dt={start}/"
     submit = ranged.task_dict["submit"].unmap({"report_name": "videoview", "start": "2025-01-01"})
     assert (submit.pool, submit.echo360_conn_id, submit.poll_interval) == (
         "echo360_reports",

@@ -2,7 +2,9 @@
 
 Trigger it from the UI with ``start``, ``end`` and ``reports``: one ``submit`` and one
 ``transfer`` task instance per (report, window), through dynamic task mapping; the pool keeps
-them under the API's 3 reports in flight. Settings: see ``echo360_example_settings.py``.
+them under the API's 3 reports in flight. Each window lands as daily partitions on the daily DAG's
+keys (``split_by_day``): a day that several DAGs ran holds its rows once. Settings: see
+``echo360_example_settings.py``.
 """
 
 from __future__ import annotations
@@ -48,5 +50,6 @@ with DAG(
         task_id="transfer",
         s3_bucket=S3_BUCKET,
         s3_key=DAILY_KEY,
+        split_by_day=True,  # each day of the window under its own dt=<day>/
         replace=True,  # a rerun of the window lands its new request in place of the old
     ).expand(request_id=submitted.output)

@@ -1,8 +1,10 @@
 """Every week, the week's Echo360 reports in one request each: the cheap way to cover a term.
 
 A weekly run's data interval is 7 days, the API's longest window: the same range costs seven
-times fewer requests (and slots, and API calls) than the daily DAG. Backfill a whole term with
-``airflow backfill create --dag-id echo360_weekly_to_s3 --from-date <term start> --to-date <term end>``.
+times fewer requests (and slots, and API calls) than the daily DAG, and each week lands as 7 daily
+partitions on the daily DAG's keys (``split_by_day``): one layout, whichever DAG landed a day.
+Backfill a year from the UI (Trigger → Backfill) or with ``airflow backfill create --dag-id
+echo360_weekly_to_s3 --from-date <first day> --to-date <last day>``.
 Settings: ``echo360_example_settings.py``.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.providers.common.compat.sdk import DAG
-from echo360_example_settings import DEFAULT_ARGS, POOL, REPORTS, S3_BUCKET, TAGS, landed
+from echo360_example_settings import DAILY_KEY, DEFAULT_ARGS, POOL, REPORTS, S3_BUCKET, TAGS, landed
 
 from airflow_provider_echo360.operators.echo360 import SubmitReportOperator
 from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
@@ -31,7 +33,8 @@ with DAG(
             task_id=f"transfer_{report}",
             request_id=submit.output,
             s3_bucket=S3_BUCKET,
-            s3_key="echo360/{report}/week={start}/",
+            s3_key=DAILY_KEY,
+            split_by_day=True,  # each day of the week under its own dt=<day>/
             replace=True,  # a rerun of the window lands its new request in place of the old
             outlets=[landed(report)],
         )

@@ -49,6 +49,7 @@ DAG_IDS = {
     *(["echo360_videoview_by_day"] if AIRFLOW_V_3_3_PLUS else []),  # a task emits partition keys from 3.3
 }
 DEFAULT_REPORTS = ["videoview", "viewsessions", "pollingv2"]
+DAILY_KEY = "echo360/{report}/dt={start}/"
 BUCKET = "{{ var.value.get('echo360_s3_bucket', 'echo360-reports') }}"
 ECHO360_CONN = "{{ var.value.get('echo360_conn_id', 'echo360_default') }}"
 AWS_CONN = "{{ var.value.get('echo360_aws_conn_id', 'aws_default') }}"
@@ -159,13 +160,9 @@ def test_no_dag_file_repeats_the_settings(dagbag):
 
 
 @pytest.mark.parametrize(
-    ("dag_id", "key"),
-    [
-        ("echo360_daily_to_s3", "echo360/{report}/dt={start}/"),
-        ("echo360_weekly_to_s3", "echo360/{report}/week={start}/"),
-    ],
+    ("dag_id", "split"), [("echo360_daily_to_s3", False), ("echo360_weekly_to_s3", True)]
 )
-def test_daily_and_weekly_submit_in_the_pool_and_transfer_each_report(dagbag, dag_id, key):
+def test_daily_and_weekly_submit_in_the_pool_and_transfer_each_report(dagbag, dag_id, split):
     dag = dagbag.dags[dag_id]
     assert set(dag.task_dict) == {f"{task}_{r}" for task in ("submit", "transfer") for r in DEFAULT_REPORTS}
     for report in DEFAULT_REPORTS:
@@ -180,7 +177,8 @@ def test_daily_and_weekly_submit_in_the_pool_and_transfer_each_report(dagbag, da
         (transfer,) = submit.downstream_list
         assert transfer.task_id == f"transfer_{report}" and transfer.pool == "default_pool"
         assert transfer.deferrable  # an outage of the API is waited out without holding a worker
-        assert (transfer.s3_bucket, transfer.s3_key) == (BUCKET, key)
+        # One layout: the weekly DAG's weeks land as the daily DAG's days.
+        assert (transfer.s3_bucket, transfer.s3_key, transfer.split_by_day) == (BUCKET, DAILY_KEY, split)
         assert (transfer.echo360_conn_id, transfer.aws_conn_id) == (ECHO360_CONN, AWS_CONN)
         assert [outlet.uri for outlet in transfer.outlets] == [f"echo360_{report}"]
 
@@ -202,7 +200,8 @@ def test_the_single_report_dags_keep_their_task_ids_and_settings(dagbag):
     assert (sensor.poke_interval, sensor.echo360_conn_id) == (60, ECHO360_CONN)
     ranged = dagbag.dags["echo360_range_to_s3"]
     assert set(ranged.task_dict) == {"plan_windows", "submit", "transfer"}
-    assert ranged.task_dict["transfer"].partial_kwargs["s3_key"] == "echo360/{report}/dt={start}/"
+    transfer = ranged.task_dict["transfer"]
+    assert transfer.partial_kwargs["split_by_day"] and transfer.partial_kwargs["s3_key"] == DAILY_KEY
     submit = ranged.task_dict["submit"].unmap({"report_name": "videoview", "start": "2025-01-01"})
     assert (submit.pool, submit.echo360_conn_id, submit.poll_interval) == (
         "echo360_reports",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.providers.common.compat.sdk import DAG
+from airflow.timetables.interval import CronDataIntervalTimetable
 from echo360_example_settings import DAILY_KEY, DEFAULT_ARGS, POOL, REPORTS, S3_BUCKET, TAGS, landed
 
 from airflow_provider_echo360.operators.echo360 import SubmitReportOperator
@@ -20,7 +21,9 @@ from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3O
 with DAG(
     dag_id="echo360_weekly_to_s3",
     description="Weekly Echo360 activity reports into S3, one 7-day window per request",
-    schedule="0 0 * * 1",  # Mondays 00:00 UTC: windows Monday to Monday
+    # Mondays 00:00 UTC, each run's data interval the week before: Monday to Monday. A timetable of
+    # data intervals: on Airflow 3 a cron string's runs have none (a run would ask for one day).
+    schedule=CronDataIntervalTimetable("0 0 * * 1", timezone="UTC"),
     start_date=pendulum.datetime(2025, 1, 6, tz="UTC"),
     catchup=False,
     max_active_runs=8,

@@ -71,4 +71,6 @@ def assert_events_name_the_window_objects(env, expected, requests):
         objects = list(env.landed(f"echo360/{report}/dt={start}/"))
         assert extra["end"] == (dt.date.fromisoformat(start) + dt.timedelta(days=1)).isoformat()
         assert {extra["request_id"]} == requests[(report, start)]
-        assert extra["objects"] == [{"uri": f"s3://{BUCKET}/{obj.key}", "size": obj.size} for obj in objects]
+        assert extra["objects"] == [
+            {"uri": f"s3://{BUCKET}/{obj.key}", "size": obj.size, "rows": obj.rows} for obj in objects
+        ]

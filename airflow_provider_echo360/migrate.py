@@ -35,7 +35,7 @@ from airflow_provider_echo360.partitions import (
     window_days,
 )
 from airflow_provider_echo360.schema import expected_columns
-from airflow_provider_echo360.transfers.echo360_to_s3 import checked_chunks
+from airflow_provider_echo360.streams import checked_chunks
 
 #: An object of a window as the transfer names it: ``<folder>/<report>_<start>_<end>_<n><ext>``.
 WINDOW_OBJECT = re.compile(

@@ -17,7 +17,7 @@ import pendulum
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
 from echo360_example_settings import AWS_CONN_ID, DAILY_KEY, S3_BUCKET, TAGS, landed
 
-from airflow_provider_echo360.transfers.echo360_to_s3 import window_manifest_key
+from airflow_provider_echo360.layout import window_manifest_key
 
 if AIRFLOW_V_3_3_PLUS:
     from airflow.sdk import DAG, PartitionedAssetTimetable, StartOfDayMapper, task

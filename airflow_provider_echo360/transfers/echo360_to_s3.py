@@ -7,11 +7,8 @@ import io
 import itertools
 import json
 import logging
-import re
 import tempfile
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -31,11 +28,16 @@ from airflow_provider_echo360.hooks.echo360 import AssetStream, Echo360Hook
 from airflow_provider_echo360.hooks.model import (
     FAILED_STATUSES,
     ReportRequest,
-    ReportStatus,
     asset_file_name,
     check_request_id,
 )
-from airflow_provider_echo360.manifest import CsvShape, LandedObject, Manifest, landed_objects, manifest_key
+from airflow_provider_echo360.layout import (
+    PresentObjects,
+    WindowObjects,
+    fill_placeholders,
+    window_stem,
+)
+from airflow_provider_echo360.manifest import CsvShape, LandedObject, Manifest, landed_objects
 from airflow_provider_echo360.outages import through_outages
 from airflow_provider_echo360.partitions import (
     UNASSIGNED,
@@ -47,11 +49,11 @@ from airflow_provider_echo360.partitions import (
     window_days,
 )
 from airflow_provider_echo360.schema import SCHEMA_POLICIES, expected_columns, schema_drift
+from airflow_provider_echo360.streams import MIB, ChunkReader, checked_chunks
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-MIB = 1024 * 1024
 #: S3 refuses parts under 5 MiB (but the last); larger parts mean fewer requests.
 MIN_PART_SIZE = 5 * MIB
 #: Every upload request (each part of a multipart upload) carries a CRC32 of its body, which S3 checks
@@ -613,196 +615,6 @@ def abort_orphan_uploads(client: Any, bucket: str, key: str) -> int:
     return len(orphans)
 
 
-class ChunkReader(io.RawIOBase):
-    """A read-only, forward-only file over a stream of chunks, for boto3's managed upload.
-
-    ``readinto`` copies as many chunks as fit straight into the caller's buffer. Wrapped in an
-    :class:`io.BufferedReader`, ``read(n)`` then returns ``n`` bytes (fewer only at the end) copied
-    once, each chunk dropped as soon as it is copied. An exception of the chunks (a broken download,
-    a corrupt gzip found at its end) is raised by the read that meets it and again by any later
-    one: it is never taken for the end of the stream, so the upload is aborted, not completed.
-    """
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        super().__init__()
-        self._chunks = iter(chunks)
-        self._pending = memoryview(b"")
-        self._error: BaseException | None = None
-        self._stopped: Callable[[], bool] = lambda: False
-        #: bytes handed out so far
-        self.bytes_read = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any, /) -> int:
-        filled = 0
-        with memoryview(buffer) as view, view.cast("B") as target:
-            while filled < len(target):
-                try:
-                    if not self._more():
-                        break
-                except BaseException:
-                    if filled:  # hand out what was read; the error is kept for the next read
-                        break
-                    raise
-                taken = min(len(target) - filled, len(self._pending))
-                target[filled : filled + taken] = self._pending[:taken]
-                self._pending = self._pending[taken:]
-                filled += taken
-        self.bytes_read += filled
-        return filled
-
-    def stop_when(self, stopped: Callable[[], bool]) -> None:
-        """Raise instead of taking the next chunk once ``stopped()`` is true (checked before each chunk)."""
-        self._stopped = stopped
-
-    def _more(self) -> bool:
-        """Whether there is something to read, taking the next chunk when the current one is used up."""
-        while not self._pending:
-            if self._error is None and self._stopped():
-                self._error = Echo360Error("The upload stopped before the end of the asset.")
-            if self._error is not None:
-                raise self._error
-            try:
-                chunk = next(self._chunks, None)
-            except BaseException as error:
-                self._error = error
-                raise
-            if chunk is None:
-                return False
-            self._pending = memoryview(chunk)
-        return True
-
-
-def checked_chunks(
-    chunks: Iterable[bytes], *, gzip: bool, inflate: bool = False, shape: CsvShape | None = None
-) -> Iterator[bytes]:
-    """Pass the chunks through, checking a gzip stream to its end (CRC and length); inflate it if asked.
-    ``shape`` sees the plain bytes (to count rows). No byte at all is an empty asset, not a cut one
-    (the download's length is checked apart).
-
-    Raises :class:`Echo360DownloadError` on a corrupt or unfinished gzip stream, after the last
-    chunk and so before the upload can be completed.
-    """
-    seen = shape or CsvShape()
-    chunks = filter(None, chunks)  # an empty chunk is none: no byte at all means an empty asset
-    if not gzip:
-        for chunk in chunks:
-            seen.feed(chunk)
-            yield chunk
-        return
-    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-    started = False
-    try:
-        for chunk in chunks:
-            started = True
-            data = chunk
-            while data:
-                plain = inflater.decompress(data)
-                seen.feed(plain)
-                if inflate and plain:
-                    yield plain
-                data = b""
-                if inflater.eof and inflater.unused_data:  # concatenated gzip members
-                    data = inflater.unused_data
-                    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-            if not inflate:
-                yield chunk
-        tail = inflater.flush()
-        seen.feed(tail)
-        if inflate and tail:
-            yield tail
-    except zlib.error as error:
-        raise Echo360DownloadError(f"The gzip stream is corrupt: {error}") from None
-    if started and not inflater.eof:
-        raise Echo360DownloadError("The gzip stream ended early: the download was cut short.")
-
-
-def fill_placeholders(s3_key: str, request: ReportRequest) -> str:
-    """Fill ``{report}``, ``{start}`` and ``{end}`` in from the request (no request id: a rerun of the
-    window must land on the same keys)."""
-    values = {
-        "report": request.report_name,
-        "start": request.parameters.get("start", ""),
-        "end": request.parameters.get("end", ""),
-    }
-    return re.sub(r"\{(report|start|end)\}", lambda match: values[match.group(1)], s3_key)
-
-
-@dataclass(frozen=True)
-class WindowObjects:
-    """The S3 keys of one copy of a window's report, named after the report, the window and each asset's
-    index, never after the request: a rerun of the window writes the same keys (see ``s3_key``).
-
-    :param keys: the key of each asset, in the request's order.
-    :param prefix: a prefix under which every key of the window lies, whatever its number of assets.
-    :param pattern: matches exactly the keys any request of the window can get under ``prefix``.
-    :param manifest: the key of the window's manifest (see :mod:`airflow_provider_echo360.manifest`).
-    """
-
-    keys: list[str]
-    prefix: str
-    pattern: re.Pattern[str]
-    manifest: str
-
-    @classmethod
-    def of(cls, s3_key: str, request: ReportRequest, names: Sequence[str], decompress: bool) -> WindowObjects:
-        if s3_key.endswith("/"):
-            return cls.named(s3_key + window_stem(request), names, decompress)
-        return cls.numbered(s3_key, len(names))
-
-    @classmethod
-    def named(cls, stem: str, names: Sequence[str], decompress: bool) -> WindowObjects:
-        """``<stem>_001.csv.gz``, ``<stem>_002.csv.gz``, ... with the extensions of the assets."""
-        keys = [f"{stem}_{index:03d}{extension(name, decompress)}" for index, name in enumerate(names, 1)]
-        return cls(keys, f"{stem}_", re.compile(re.escape(stem) + r"_\d{3}(\.[^/]+)?"), manifest_key(stem))
-
-    @classmethod
-    def numbered(cls, s3_key: str, count: int) -> WindowObjects:
-        """The key itself for one asset; ``report-001.csv.gz``, ... for ``report.csv.gz`` and several."""
-        folder, slash, name = s3_key.rpartition("/")
-        stem, dot, extensions = name.partition(".")
-        base, suffix = f"{folder}{slash}{stem}", f"{dot}{extensions}"
-        keys = [s3_key] if count == 1 else [f"{base}-{index:03d}{suffix}" for index in range(1, count + 1)]
-        pattern = re.compile(re.escape(base) + r"(-\d{3})?" + re.escape(suffix))
-        return cls(keys, base, pattern, manifest_key(base))
-
-    def holds(self, key: str) -> bool:
-        return self.pattern.fullmatch(key) is not None
-
-
-@dataclass(frozen=True)
-class PresentObjects:
-    """A window's objects found in S3 before a transfer.
-
-    :param sizes: key -> size.
-    :param requests: key -> the request it was written from (``None``: not written by this operator).
-    :param manifest_request: the request the window's manifest names (``None``: no manifest).
-    """
-
-    sizes: dict[str, int]
-    requests: dict[str, str | None]
-    manifest_request: str | None = None
-
-    def keep_for(self, request_id: str) -> str | None:
-        """What ``replace=False`` keeps: the request (or ``"unknown"``) of a copy from another request."""
-        others = {found or "unknown" for found in self.requests.values()} - {request_id}
-        return ", ".join(sorted(others)) or None
-
-
-def window_stem(request: ReportRequest) -> str:
-    """``<report>_<start>_<end>``, or ``<report>`` for a report without dates (``asset``)."""
-    dates = [request.parameters.get(name) for name in ("start", "end")]
-    return "_".join([request.report_name, *(str(date) for date in dates if date)])
-
-
-def extension(asset_name: str, decompress: bool) -> str:
-    """``.csv.gz`` of ``<id>_2.csv.gz`` (``.csv`` when the operator stores it inflated)."""
-    ext = "." + asset_name.partition(".")[2] if "." in asset_name else ""
-    return ext.removesuffix(".gz") if decompress else ext
-
-
 def asset_extra(request: ReportRequest, bucket: str, landed: list[LandedObject]) -> dict[str, Any]:
     """The asset event's ``extra``: the report, its window, the day partitions it covers (as keys that
     Airflow's ``StartOfDayMapper`` reads by default), the request, its rows and each object."""
@@ -817,17 +629,6 @@ def asset_extra(request: ReportRequest, bucket: str, landed: list[LandedObject])
             {"uri": f"s3://{bucket}/{obj.key}", "size": obj.size, "rows": obj.rows} for obj in landed
         ],
     }
-
-
-def window_manifest_key(
-    s3_key: str, report: str, start: dt.date | None = None, end: dt.date | None = None
-) -> str:
-    """The key of a window's manifest, as a transfer with ``s3_key`` writes it: for readers, e.g. a DAG
-    scheduled on the day partitions (``echo360/videoview/dt=2024-01-01/`` and the day give
-    ``echo360/videoview/dt=2024-01-01/_videoview_2024-01-01_2024-01-02.manifest.json``)."""
-    parameters = {"start": start.isoformat(), "end": end.isoformat()} if start and end else {}
-    request = ReportRequest("", ReportStatus.AVAILABLE.value, report, parameters)
-    return WindowObjects.of(fill_placeholders(s3_key, request), request, [], decompress=False).manifest
 
 
 def partition_key(day: dt.date) -> str:

@@ -22,10 +22,10 @@ from airflow_provider_echo360.exceptions import Echo360DownloadError
 from airflow_provider_echo360.hooks.echo360 import Echo360Hook
 from airflow_provider_echo360.reports import CATALOG
 from airflow_provider_echo360.schema import expected_columns
+from airflow_provider_echo360.streams import checked_chunks
 from airflow_provider_echo360.transfers.echo360_to_s3 import (
     Echo360ReportNotReadyError,
     TransferReportToS3Operator,
-    checked_chunks,
 )
 from devtools.moto_server import MotoServer
 from devtools.outlet_events import OutletEvents

@@ -241,7 +241,7 @@ def test_the_consumer_runs_per_day_partition_of_the_daily_dags_asset(dagbag):
 def test_a_windows_manifest_key_is_where_the_transfer_writes_it():
     import datetime as dt
 
-    from airflow_provider_echo360.transfers.echo360_to_s3 import window_manifest_key
+    from airflow_provider_echo360.layout import window_manifest_key
 
     day = dt.date(2025, 3, 1)
     assert window_manifest_key(

@@ -8,16 +8,10 @@ import pytest
 
 from airflow_provider_echo360.exceptions import Echo360DownloadError
 from airflow_provider_echo360.hooks.model import ReportRequest
+from airflow_provider_echo360.layout import PresentObjects, WindowObjects
 from airflow_provider_echo360.manifest import CsvShape, LandedObject, Manifest
-from airflow_provider_echo360.transfers.echo360_to_s3 import (
-    ChunkReader,
-    PresentObjects,
-    WindowObjects,
-    abort_orphan_uploads,
-    asset_extra,
-    checked_chunks,
-    static_asset,
-)
+from airflow_provider_echo360.streams import ChunkReader, checked_chunks
+from airflow_provider_echo360.transfers.echo360_to_s3 import abort_orphan_uploads, asset_extra, static_asset
 
 
 def split(data: bytes, size: int) -> list[bytes]:
@@ -254,7 +248,7 @@ def test_static_asset_keeps_the_folders_known_before_templates():
 
 
 def test_placeholders_come_from_the_request_but_never_its_id():
-    from airflow_provider_echo360.transfers.echo360_to_s3 import fill_placeholders
+    from airflow_provider_echo360.layout import fill_placeholders
 
     assert fill_placeholders("echo360/{report}/dt={start}/{end}/{request_id}/{other}", DAY) == (
         "echo360/videoview/dt=2024-01-01/2024-01-02/{request_id}/{other}"

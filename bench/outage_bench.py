@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import time
 from importlib.metadata import version
 from typing import Any
+
+from figures import print_figures
 
 from devtools import services
 from devtools.environment import DAILY_DAG, Echo360Environment
@@ -67,11 +68,7 @@ def main() -> None:
     parser.add_argument("--refused-seconds", type=float, default=150, help="then its refused connections")
     parser.add_argument("--processing-seconds", type=float, default=5, help="sandbox processing time")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the runs")
-    result = run(parser.parse_args())
-    print(json.dumps(result, indent=2))
-    print("\n| figure | value |\n|---|---|")
-    for name, value in result.items():
-        print(f"| {name} | {value} |")
+    print_figures(run(parser.parse_args()))
 
 
 if __name__ == "__main__":

@@ -21,25 +21,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import math
 import time
 from importlib.metadata import version
 from typing import Any
 
+from figures import print_figures
+
 from devtools import services
-from devtools.environment import Echo360Environment, last_complete_day
+from devtools.environment import Echo360Environment, last_complete_week
 
 WEEKLY_DAG = "echo360_weekly_to_s3"
 CAP = 3
 #: Only the backfill's runs: no scheduled run of the latest interval.
 AIRFLOW_OVERRIDES = {"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
-
-
-def last_complete_week() -> dt.date:
-    """The Monday that starts the latest week whose data is complete."""
-    end = last_complete_day() + dt.timedelta(days=1)
-    return end - dt.timedelta(days=end.weekday() + 7)
 
 
 def ended_at(run: dict[str, Any]) -> float:
@@ -104,11 +99,7 @@ def main() -> None:
     parser.add_argument("--processing-seconds", type=float, default=60, help="T, each request in progress")
     parser.add_argument("--poll-seconds", type=float, default=2, help="the DAG's poll interval")
     parser.add_argument("--timeout", type=float, default=7200, help="seconds to wait for the runs")
-    result = run(parser.parse_args())
-    print(json.dumps(result, indent=2))
-    print("\n| figure | value |\n|---|---|")
-    for name, value in result.items():
-        print(f"| {name} | {value} |")
+    print_figures(run(parser.parse_args()))
 
 
 if __name__ == "__main__":

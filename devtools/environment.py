@@ -56,6 +56,12 @@ def last_complete_day() -> dt.date:
     return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)
 
 
+def last_complete_week() -> dt.date:
+    """The Monday that starts the latest week whose data is complete (a weekly run's interval start)."""
+    end = last_complete_day() + dt.timedelta(days=1)
+    return end - dt.timedelta(days=end.weekday() + 7)
+
+
 def count_rows(body: bytes, file_name: str) -> int:
     """Data rows of a CSV/TSV/PSV asset (the header excluded)."""
     text = (gzip.decompress(body) if file_name.endswith(".gz") else body).decode("utf-8")

@@ -12,7 +12,7 @@ import io
 import pytest
 
 from devtools.checks import assert_runs_succeeded
-from devtools.environment import BUCKET, last_complete_day
+from devtools.environment import BUCKET, last_complete_week
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 WEEKLY_DAG = "echo360_weekly_to_s3"
@@ -23,12 +23,6 @@ WEEKS = 3
 @pytest.fixture(scope="module")
 def env_options():
     return {"reports": REPORTS}
-
-
-def last_complete_week() -> dt.date:
-    """The Monday that starts the latest week whose data is complete."""
-    end = last_complete_day() + dt.timedelta(days=1)
-    return end - dt.timedelta(days=end.weekday() + 7)
 
 
 @pytest.fixture(scope="module")

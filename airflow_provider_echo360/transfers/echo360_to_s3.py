@@ -208,8 +208,9 @@ class TransferReportToS3Operator(BaseOperator):
     def _execute(self, context: Context) -> list[str]:
         request = self._available_request()
         self._expected_columns = expected_columns(request.report_name)
-        per_day = self._splits(request) or len(window_days(request)) == 1  # each day its own partition
-        if self._splits(request):
+        splits = self._splits(request)
+        per_day = splits or len(window_days(request)) == 1  # each day its own partition
+        if splits:
             landed = self._land_days(request)
         else:
             urls = request.signed_assets

@@ -13,7 +13,16 @@ from __future__ import annotations
 
 import pendulum
 from airflow.providers.common.compat.sdk import DAG
-from echo360_example_settings import DAILY_KEY, DEFAULT_ARGS, POOL, REPORTS, S3_BUCKET, TAGS, landed
+from echo360_example_settings import (
+    DAILY_KEY,
+    DAILY_SCHEDULE,
+    DEFAULT_ARGS,
+    POOL,
+    REPORTS,
+    S3_BUCKET,
+    TAGS,
+    landed,
+)
 
 from airflow_provider_echo360.operators.echo360 import SubmitReportOperator
 from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3Operator
@@ -21,7 +30,7 @@ from airflow_provider_echo360.transfers.echo360_to_s3 import TransferReportToS3O
 with DAG(
     dag_id="echo360_daily_to_s3",
     description="Daily Echo360 activity reports into S3",
-    schedule="@daily",
+    schedule=DAILY_SCHEDULE,  # on Airflow 3.2, runs of daily partitions
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,  # backfills fill the past on demand; see the README
     max_active_runs=16,

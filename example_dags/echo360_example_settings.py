@@ -24,6 +24,7 @@ import os
 
 import pendulum
 from airflow.providers.common.compat.sdk import Asset
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_2_PLUS, AIRFLOW_V_3_3_PLUS
 
 #: The pool of 3 slots counting deferred tasks (see the README); one per Echo360 institution.
 POOL = "echo360_reports"
@@ -39,6 +40,18 @@ AWS_CONN_ID = "{{ var.value.get('echo360_aws_conn_id', 'aws_default') }}"
 #: windows by day into it).
 DAILY_KEY = "echo360/{report}/dt={start}/"
 TAGS = ["echo360"]
+
+#: The daily DAG's schedule: every day at 00:00 UTC, for the day before. On Airflow 3.2 its runs are
+#: that day's partition (key ``2024-01-01T00:00:00``), which the events of its transfers carry: 3.2
+#: gives an event no partition but its run's. From 3.3 the transfer names the days it landed itself
+#: (``add_partitions``), so the DAG keeps the cron schedule whose runs ``airflow dags test`` and the
+#: Backfill dialog take by date.
+if AIRFLOW_V_3_2_PLUS and not AIRFLOW_V_3_3_PLUS:
+    from airflow.sdk import CronPartitionTimetable
+
+    DAILY_SCHEDULE: object = CronPartitionTimetable("0 0 * * *", timezone="UTC", run_offset=-1)
+else:
+    DAILY_SCHEDULE = "@daily"
 
 DEFAULT_ARGS = {
     "retries": 2,

@@ -157,7 +157,8 @@ def defer_until_available(
 class SubmitReportOperator(BaseOperator):
     """Submit an Echo360 report request for a window and (by default) wait until it is ready.
 
-    ``start``/``end`` default to the DAG run's data interval as UTC dates; a run with an empty
+    ``start``/``end`` default to the DAG run's data interval as UTC dates; a run of a partition
+    (Airflow 3.2+'s ``CronPartitionTimetable``) gets its partition's day; a run with an empty
     interval (a manual trigger) gets the last UTC day that ended before the run. Everything is
     validated before any API call. The request id is returned (XCom ``return_value``).
 
@@ -442,11 +443,12 @@ class SubmitReportOperator(BaseOperator):
             definition = resolve_definition(self.report_name, self.hook.get_reports())
         parameters = dict(self.parameters or {})
         if self.start is not None or self.end is not None or definition.is_dated:
-            default_start, default_end, why = default_window(context, self.data_lag)
+            parameters["start"], parameters["end"] = self.start, self.end
             if self.start is None or self.end is None:
+                default_start, default_end, why = default_window(context, self.data_lag)
                 self.log.info("Window %s to %s: %s.", default_start, default_end, why)
-            parameters["start"] = self.start if self.start is not None else default_start
-            parameters["end"] = self.end if self.end is not None else default_end
+                parameters["start"] = self.start if self.start is not None else default_start
+                parameters["end"] = self.end if self.end is not None else default_end
         validated = validate_parameters(self.report_name, parameters, definition=definition)
         self.api_report_name = self.hook.resolve_report_name(self.report_name)
         return validated
@@ -620,15 +622,33 @@ def as_event(event: Mapping[str, Any] | str | None, request_id: str | None) -> M
     return {"status": ReportStatus.AVAILABLE.value, "request_id": request_id}
 
 
+def partition_day(partition_key: str, partition_date: Any = None) -> dt.date:
+    """The day a run's partition stands for: its key's date where the key is an ISO date or
+    date-time (the wall-clock day it names, as ``CronPartitionTimetable`` formats it by default),
+    else the UTC day of its ``partition_date`` (Airflow 3.3+)."""
+    try:
+        return dt.datetime.fromisoformat(partition_key).date()
+    except ValueError:
+        if partition_date is not None:
+            return to_utc_date(partition_date, "partition_date")
+        raise Echo360ValidationError(
+            "partition_key",
+            partition_key,
+            "an ISO date or date-time such as 2024-01-01T00:00:00 (CronPartitionTimetable's default"
+            " key_format), or set start and end from the key",
+        ) from None
+
+
 def default_window(
     context: Context | Mapping[str, Any], data_lag: float = 0.0, now: dt.datetime | None = None
 ) -> tuple[dt.date, dt.date, str]:
     """The window a run asks for when given none, and why.
 
-    The run's data interval as UTC dates. A run without one (Airflow 3's cron schedules, manual
-    triggers, ``airflow dags test``) asks for the UTC day before its logical date (else its
-    ``run_after``); a manual run whose day is not yet complete (``data_lag`` after its end) asks for
-    the last day that is, instead of waiting for it.
+    The run's data interval as UTC dates. A run of a partition (Airflow 3.2+'s
+    ``CronPartitionTimetable``, which gives no data interval) asks for its partition's day. A run
+    without either (Airflow 3's cron schedules, manual triggers, ``airflow dags test``) asks for the
+    UTC day before its logical date (else its ``run_after``); a manual run whose day is not yet
+    complete (``data_lag`` after its end) asks for the last day that is, instead of waiting for it.
     """
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is not None and end is not None:
@@ -636,8 +656,11 @@ def default_window(
         end_date = to_utc_date(end, "data_interval_end")
         if start_date < end_date:
             return start_date, end_date, "the run's data interval"
-    now = now or dt.datetime.now(dt.UTC)
     dag_run = context.get("dag_run")
+    if partition_key := getattr(dag_run, "partition_key", None):
+        day = partition_day(partition_key, context.get("partition_date"))
+        return day, day + dt.timedelta(days=1), f"the day of the run's partition {partition_key!r}"
+    now = now or dt.datetime.now(dt.UTC)
     reference = context.get("logical_date") or getattr(dag_run, "run_after", None) or end or now
     day_end = to_utc_date(reference, "logical_date")
     run_type = getattr(dag_run, "run_type", "")

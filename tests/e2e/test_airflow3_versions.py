@@ -1,6 +1,7 @@
 """End to end, lean, on the older Airflow 3 releases of the version matrix (3.0, 3.1, 3.2): the daily
 example DAG backfilled through ``POST /api/v2/backfills`` over 2 days, its submit tasks deferred and
-ended in the triggerer, and the connection Test button.
+ended in the triggerer, the days its transfers' asset events name (on 3.2, as the partitions of the
+runs), and the connection Test button.
 
 ``./scripts/matrix`` runs it in each 3.x entry's environment. On the project's own Airflow (3.3 and
 later) it is skipped: the full suite (test_backfill.py, test_ui_browser.py, ...) checks all this there.
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 from airflow import __version__ as AIRFLOW_VERSION
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_2_PLUS
 from packaging.version import Version
 
 from devtools.checks import (
@@ -87,6 +89,20 @@ def test_submit_tasks_deferred_and_were_ended_in_the_triggerer(env, backfilled):
                 if f"task_id='{task_id}', dag_id='{DAILY_DAG}', run_id='{run_id}'" in line
             ]
             assert len(ended) == 1 and "task_callback_type=<TaskInstanceState.SUCCESS" in ended[0], ended
+
+
+def test_each_transfer_event_names_its_day_and_on_3_2_as_its_runs_partition(env, backfilled):
+    """Airflow 3.2 gives an asset event only its run's partition key: the daily DAG's runs there are
+    daily partitions (``CronPartitionTimetable``), so that each event carries its day. Before 3.2,
+    the day is in the event's extra alone."""
+    events = [e for e in env.stack.asset_events(DAILY_DAG) if e["source_task_id"].startswith("transfer_")]
+    assert len(events) == len(backfilled.days) * len(DEFAULT_REPORTS), events
+    keys = sorted(f"{day}T00:00:00" for day in backfilled.days)
+    for event in events:
+        assert len(event["extra"]["partitions"]) == 1 and event["extra"]["partitions"][0] in keys, event
+        expected = event["extra"]["partitions"][0] if AIRFLOW_V_3_2_PLUS else None
+        assert event.get("partition_key") == expected, event
+    assert sorted({e["extra"]["partitions"][0] for e in events}) == keys
 
 
 def test_the_connection_test_button_reaches_the_sandbox(env):

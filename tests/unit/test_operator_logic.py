@@ -18,6 +18,7 @@ from airflow_provider_echo360.exceptions import (
     Echo360RequestNotFoundError,
     Echo360SubmissionRefusedError,
     Echo360TransientError,
+    Echo360ValidationError,
     Echo360WaitError,
 )
 from airflow_provider_echo360.hooks.model import OutputOptions, ReportRequest, RequestListing
@@ -608,3 +609,26 @@ def test_a_stale_own_record_is_dropped_and_a_newer_one_of_another_run_still_serv
     assert store.values["echo360_submission"]["request_id"] == "r2"  # its own from now on
     ((text),) = variables.values()
     assert json.loads(text)["request_id"] == "r2"
+
+
+def test_a_partition_run_asks_for_its_partitions_day():
+    """Airflow 3.2+'s ``CronPartitionTimetable`` gives runs a partition key and no data interval."""
+    ctx = context(start=None, end=None, run_after="2026-11-20T00:00:00+00:00")  # a backfill's run_after
+    ctx["dag_run"].partition_key = "2026-11-20T00:00:00"
+    start, end, why = default_window(ctx, 48 * 3600)
+    assert (start, end) == (dt.date(2026, 11, 20), dt.date(2026, 11, 21))
+    assert "2026-11-20T00:00:00" in why
+    ctx["dag_run"].partition_key = "day twenty"  # a key_format of the user's own: Airflow 3.3's date
+    ctx["partition_date"] = pendulum.parse("2026-11-19T00:00:00+00:00")
+    assert default_window(ctx)[:2] == (dt.date(2026, 11, 19), dt.date(2026, 11, 20))
+    del ctx["partition_date"]  # Airflow 3.2 has none
+    with pytest.raises(Echo360ValidationError, match="partition_key='day twenty'.*key_format"):
+        default_window(ctx)
+
+
+def test_a_window_given_in_full_never_reads_the_run():
+    op = operator(start="2026-11-01", end="2026-11-02")
+    ctx = context(start=None, end=None)
+    ctx["dag_run"].partition_key = "not a day"
+    parameters = op.resolve_parameters(ctx)
+    assert (parameters["start"], parameters["end"]) == ("2026-11-01", "2026-11-02")

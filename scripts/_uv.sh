@@ -1,10 +1,20 @@
-# Sourced by the scripts here: makes sure `uv` is on PATH (installing it from PyPI if absent)
-# and the project's locked environment is in place.
+# Sourced by the scripts here: makes sure `uv` is on PATH and the project's locked environment is in
+# place. Where uv is missing, scripts/bootstrap_uv.py fetches it from PyPI into .tools/bin/ with
+# Python's standard library alone: no pip, no venv, nothing installed into any Python (PEP 668).
 ensure_uv() {
+  local root tools
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  tools="$root/.tools/bin"
   if ! command -v uv >/dev/null 2>&1; then
-    echo "uv not found: installing it from PyPI" >&2
-    python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
-    PATH="$(python3 -m site --user-base)/bin:$PATH"
+    if [ ! -x "$tools/uv" ]; then
+      command -v python3 >/dev/null 2>&1 || {
+        echo "python3 not found: install Python 3.11 or later (Debian/Ubuntu: apt install python3)" >&2
+        return 1
+      }
+      echo "uv not found: fetching it into $tools" >&2
+      python3 "$root/scripts/bootstrap_uv.py" >/dev/null || return 1
+    fi
+    PATH="$tools:$PATH"
     export PATH
   fi
   uv --version >&2

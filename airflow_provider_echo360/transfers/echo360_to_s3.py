@@ -529,7 +529,8 @@ class TransferReportToS3Operator(BaseOperator):
         self, request: ReportRequest, days: list[dt.date], names: list[str]
     ) -> list[LandedObject] | None:
         """Every day's objects, where an earlier try of this request landed them all (each day's
-        manifest names it): a retry need not download the report again."""
+        manifest names it): a retry need not download the report again. Records without a day in
+        the window, landed first, are among them where that try found any."""
         day_requests = [day_request(request, day) for day in days]
         windows = [
             WindowObjects.of(fill_placeholders(self.s3_key, each), each, names, self.decompress)
@@ -537,6 +538,10 @@ class TransferReportToS3Operator(BaseOperator):
         ]
         if any(self._written_by(window.manifest) != request.request_id for window in windows):
             return None
+        unassigned_key = fill_placeholders(self.s3_key.replace("{start}", UNASSIGNED_FOLDER), request)
+        unassigned = WindowObjects.of(unassigned_key, request, names, self.decompress)
+        if self._written_by(unassigned.manifest) == request.request_id:
+            windows.insert(0, unassigned)
         return [obj for window in windows for obj in self._landed_before(window)]
 
     def _land_part(

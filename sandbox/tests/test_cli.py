@@ -97,6 +97,7 @@ def test_help_shows_every_option_with_its_default() -> None:
         "--empty-shape": "header",
         "--header-drift": "none",
         "--empty-every": "0",
+        "--stray-rows": "0",
     }.items():
         assert f"(default: {default})" in lines[option], option
     assert "html" in lines["--faults"]  # a kind to choose, not a default

@@ -324,6 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
         "answer as --empty-shape says); 0 = every window has rows",
     )
     data.add_argument(
+        "--stray-rows",
+        metavar="N",
+        type=int,
+        default=d.stray_rows,
+        help="every asset of a dated report (with rows) also holds N rows whose time column is, in turn, "
+        "empty, unreadable (not a date) and a timestamp on the day end names, past the window; fixed "
+        "at submission",
+    )
+    data.add_argument(
         "--retired-reports",
         type=_names(list(REPORTS)),
         default="",

@@ -18,6 +18,10 @@ from dataclasses import dataclass
 DATE_RANGE = ("start", "end")
 #: The Q&A report, version 2: its name on the vendor's page and in the public client.
 QANDA_NAMES = ("qanda2", "qandav2")
+#: The columns that stamp a row with its moment in UTC, one per report: the event's time
+#: (``event_timestamp`` or ``eventTimestamp``, as the page spells it report by report), or in the asset
+#: reports the most recent view (``last_view``: within the window, for ``assetbydate``).
+TIME_COLUMNS = ("event_timestamp", "eventTimestamp", "last_view")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,11 @@ class Report:
     @property
     def is_dated(self) -> bool:
         return bool(self.parameters)
+
+    @property
+    def time_column(self) -> str | None:
+        """The column that stamps each row with its moment (see :data:`TIME_COLUMNS`)."""
+        return next((column for column in self.columns if column in TIME_COLUMNS), None)
 
     def listing(self, name: str | None = None) -> dict[str, object]:
         """This report as an entry of ``GET /reports`` (under ``name`` when it is served under another)."""

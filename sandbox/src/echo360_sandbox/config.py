@@ -181,6 +181,11 @@ class SandboxConfig:
         column ``newColumn`` whose value is ``""`` in every row; ``missing`` the last column gone from
         the header and every row; ``renamed`` the first column's name in the header followed by
         ``_renamed`` (``videoId_renamed``), its values unchanged.
+    :param stray_rows: ``0``: every row's time is in its window; ``N``: every asset of a dated report
+        also holds ``N`` rows spread among the others, whose time column (``event_timestamp``,
+        ``eventTimestamp``, or ``last_view`` in ``assetbydate``) is, in turn, empty, unreadable (``not a
+        date``) and a valid timestamp on the day ``end`` names (past the window: ``end`` is exclusive),
+        all else in them as usual (fixed at submission; not in an empty window, nor in ``asset``).
     :param pregenerate: build an ``Available`` request's assets in the background while it is
         ``Pending`` (else on its first download).
     :param public_url: base URL for signed links (default: the URL the client called).
@@ -244,6 +249,7 @@ class SandboxConfig:
     empty_every: int = 0
     empty_shape: str = "header"
     header_drift: str = "none"
+    stray_rows: int = 0
     lost_submission_answers: int = 0
     retired_reports: list[str] = field(default_factory=list)
     pregenerate: bool = True
@@ -276,6 +282,7 @@ class SandboxConfig:
             "requests_page_size",
             "history",
             "empty_every",
+            "stray_rows",
             "lost_submission_answers",
         ):
             _check(getattr(self, name) >= 0, name, "an integer >= 0")

@@ -150,8 +150,8 @@ def control_router(sandbox: Sandbox) -> APIRouter:
     @router.get("/requests/{requestId}")
     async def request_info(requestId: str) -> dict[str, Any]:  # noqa: N803
         """A request with what the API does not show: client, outcome, forced status, whether it is
-        one of the history, its empty-window shape (``null``: it has rows), its header drift, output
-        options, asset names."""
+        one of the history, its empty-window shape (``null``: it has rows), its header drift, the stray
+        rows each asset holds, output options, asset names."""
         found = _found(requestId)
         return {
             **sandbox.request_json(found, time.time()),
@@ -161,6 +161,7 @@ def control_router(sandbox: Sandbox) -> APIRouter:
             "history": found.history,
             "emptyShape": found.empty_shape,
             "headerDrift": found.header_drift,
+            "strayRows": found.strays_per_asset,
             "output": {"compression": found.compression, "delimiter": found.delimiter},
             "assetNames": [name for name, _ in found.asset_specs()],
         }

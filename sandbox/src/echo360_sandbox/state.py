@@ -135,6 +135,9 @@ class ReportRequest:
         how its ``Available`` answer shows it (``SandboxConfig.empty_shape``, when it was submitted).
     :param header_drift: how its assets' columns differ from the page's (``SandboxConfig.header_drift``,
         when it was submitted).
+    :param stray_rows: the rows more in each of its assets whose time no day of the window can take
+        (``SandboxConfig.stray_rows``, when it was submitted; none in an undated report or an empty
+        window).
     """
 
     request_id: str
@@ -153,10 +156,19 @@ class ReportRequest:
     history: bool = False
     empty_shape: str | None = None
     header_drift: str = "none"
+    stray_rows: int = 0
 
     @property
     def key(self) -> str:
         return submission_key(self.report_name, self.parameters)
+
+    @property
+    def strays_per_asset(self) -> int:
+        """The stray rows each of its assets holds: ``stray_rows``, but none in an undated report or
+        an empty window."""
+        report = find_report(self.report_name)
+        dated = report is not None and report.is_dated
+        return self.stray_rows if dated and self.empty_shape is None else 0
 
     def status(self, now: float, retention_seconds: float) -> str:
         """``Pending`` while in progress, then the outcome, then ``Expired`` (see :meth:`shown_status`)."""
@@ -209,6 +221,7 @@ class ReportRequest:
                     self.seed,
                     empty_file=self.empty_shape == "zero-bytes",
                     header_drift=self.header_drift,
+                    stray_rows=self.strays_per_asset,
                 ),
             )
             for part, name in enumerate(names, start=1)
@@ -326,6 +339,7 @@ class SandboxState:
                 client_id=client_id,
                 empty_shape=cfg.empty_shape if empty_window(parameters, cfg.empty_every) else None,
                 header_drift=cfg.header_drift,
+                stray_rows=cfg.stray_rows,
             )
             self.requests[request.request_id] = request
             self._listings.clear()

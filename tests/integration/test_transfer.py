@@ -519,6 +519,50 @@ def test_a_week_splits_into_the_daily_partitions_that_daily_requests_would_land(
     assert (sorted(again), calls) == (sorted(written), [])
 
 
+def test_records_without_a_day_in_the_week_land_apart_and_a_retry_returns_them_too(env, caplog):
+    env.sandbox.set_config(stray_rows=3)  # fixed at submission: an empty, an unreadable, a late event time
+    try:
+        week = ready_request(env.hook, "videoview", WEEK)
+    finally:
+        env.sandbox.set_config(stray_rows=0)
+    plain = ready_request(env.hook, "videoview", WEEK)  # the same week, without them
+    (name,) = env.hook.get_request(plain).assets
+    header, *plain_week = plain_rows(env.sandbox.asset_bytes(plain, name))
+    column = header.index("event_timestamp")
+    key = "strays/{report}/dt={start}/"
+    op = transfer_operator(week, key, split_by_day=True)
+    op._cached_logger = logging.getLogger("echo360.test.transfer")  # Airflow 3's structlog, to caplog
+    with caplog.at_level("WARNING", logger="echo360.test.transfer"):
+        written = op.execute({"outlet_events": OutletEvents()})
+
+    for n in range(7):  # each day holds its records, as without the strays
+        day, next_day = dt.date(2024, 5, 6) + dt.timedelta(days=n), dt.date(2024, 5, 7) + dt.timedelta(days=n)
+        uri = f"s3://{BUCKET}/strays/videoview/dt={day}/videoview_{day}_{next_day}_001.csv.gz"
+        assert plain_rows(s3_bytes(env.client, uri)) == [
+            header,
+            *(row for row in plain_week if row[column].startswith(str(day))),
+        ]
+    (unassigned,) = [uri for uri in written if "/dt=unassigned/" in uri]
+    stray_header, *strays = plain_rows(s3_bytes(env.client, unassigned))
+    assert stray_header == header and len(written) == 8
+    assert sorted(row[column][:10] for row in strays) == ["", "2024-05-13", "not a date"]
+    assert {tuple(row[:column] + row[column + 1 :]) for row in strays}.isdisjoint(
+        tuple(row[:column] + row[column + 1 :]) for row in plain_week
+    )  # its own records, not copies of the week's
+    (manifest_key,) = [
+        k for k in window_keys(env.client, "strays/videoview/dt=unassigned/") if k.endswith(".manifest.json")
+    ]
+    manifest = read_manifest(env.client, manifest_key)
+    assert (manifest["request_id"], manifest["rows"]) == (week, 3)
+    assert [obj["uri"] for obj in manifest["objects"]] == [unassigned]
+    assert f"3 record(s) of request {week} have no event time in its window" in caplog.text
+
+    downloads = env.sandbox.stats()["downloads"]
+    again, calls = rerun_transfer(week, key, split_by_day=True)  # a retry: every day landed already
+    assert (sorted(again), calls) == (sorted(written), [])
+    assert unassigned in again and env.sandbox.stats()["downloads"] == downloads
+
+
 def test_a_window_of_several_days_landed_whole_names_its_days_but_emits_no_day_partitions(env):
     request_id = ready_request(env.hook, "notes", WINDOW)  # 2 days, one object under dt=<start>
     op, events = (

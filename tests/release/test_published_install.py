@@ -212,6 +212,8 @@ def test_the_distributions_pass_twine_and_hold_what_they_should(dists: Dists) ->
     with tarfile.open(dists.sdist) as archive:
         members = {m.name.split("/", 1)[1] for m in archive.getmembers() if "/" in m.name}
     assert {"CHANGELOG.md", "LICENSE", "README.md", "pyproject.toml", f"{PACKAGE}/py.typed"} <= members
+    readme_links = set(re.findall(r"\]\(((?:docs|example_dags)/[^)#]+)", (REPO / "README.md").read_text()))
+    assert readme_links - members == set(), "every file the README links to is in the sdist"
     assert f"## [{version}]" in (REPO / "CHANGELOG.md").read_text()
 
 

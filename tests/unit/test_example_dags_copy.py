@@ -176,3 +176,8 @@ def test_without_airflowignore_the_settings_module_is_parsed_as_a_dag_file(
     assert bag.import_errors == {}
     assert f"{SETTINGS}.py" in parsed_files(bag)
     assert set(bag.dag_ids) == expected_dag_ids(dags)  # harmless otherwise: it defines no DAG
+
+
+def test_the_readme_tells_the_same_copy_as_the_walkthrough():
+    readme = [block for block in bash_blocks((REPO / "README.md").read_text()) if "example_dags/" in block]
+    assert readme == [copy_block()]

@@ -1,11 +1,13 @@
-"""Downstream of the daily DAG, one run per landed day (Airflow 3.3+).
+"""Downstream of the daily DAG, one run per landed day (Airflow 3.2+).
 
 Scheduled on the ``echo360_videoview`` asset's day partitions (``PartitionedAssetTimetable`` with
-``StartOfDayMapper``): every day that the daily DAG, a backfill or the range DAG lands emits one
-partition key (``2025-03-01T00:00:00``), and this DAG runs once for it, whatever the request's
-window. Its task reads the day's manifest: the rows that landed, 0 for a day without activity. On
-Airflow before 3.3 this file defines no DAG (a task emits partition keys from 3.3 on); the asset
-events' ``extra`` lists the same days (``partitions``). Settings: see ``echo360_example_settings.py``.
+``StartOfDayMapper``): every day that lands emits one partition key (``2025-03-01T00:00:00``), and
+this DAG runs once for it. On Airflow 3.3+ that is every day whatever the request's window (the
+daily DAG, a backfill, the weekly and range DAGs); on 3.2, where an event carries only its run's
+partition, the days of the daily DAG's runs (daily partitions there). Its task reads the day's
+manifest: the rows that landed, 0 for a day without activity. Before 3.2 this file defines no DAG;
+the asset events' ``extra`` lists the same days (``partitions``). Settings: see
+``echo360_example_settings.py``.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ import datetime as dt
 import json
 
 import pendulum
-from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_2_PLUS
 from echo360_example_settings import AWS_CONN_ID, DAILY_KEY, S3_BUCKET, TAGS, landed
 
 from airflow_provider_echo360.layout import window_manifest_key
 
-if AIRFLOW_V_3_3_PLUS:
+if AIRFLOW_V_3_2_PLUS:
     from airflow.sdk import DAG, PartitionedAssetTimetable, StartOfDayMapper, task
 
     with DAG(

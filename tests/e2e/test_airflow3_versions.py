@@ -1,7 +1,7 @@
 """End to end, lean, on the older Airflow 3 releases of the version matrix (3.0, 3.1, 3.2): the daily
 example DAG backfilled through ``POST /api/v2/backfills`` over 2 days, its submit tasks deferred and
 ended in the triggerer, the days its transfers' asset events name (on 3.2, as the partitions of the
-runs), and the connection Test button.
+runs, each of which the example consumer DAG runs for), and the connection Test button.
 
 ``./scripts/matrix`` runs it in each 3.x entry's environment. On the project's own Airflow (3.3 and
 later) it is skipped: the full suite (test_backfill.py, test_ui_browser.py, ...) checks all this there.
@@ -38,6 +38,7 @@ pytestmark = [
     ),
 ]
 SUBMITS = [f"submit_{report}" for report in DEFAULT_REPORTS]
+CONSUMER = "echo360_videoview_by_day"  # defined from Airflow 3.2 on
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,15 @@ def env_options() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def backfill_days() -> int:
     return 2
+
+
+@pytest.fixture(scope="module")
+def env(env):
+    """The module's environment, with the consumer DAG unpaused (from 3.2) before the backfill."""
+    if AIRFLOW_V_3_2_PLUS:
+        env.stack.wait_for_dag(CONSUMER, timeout=180)
+        env.stack.unpause(CONSUMER)
+    return env
 
 
 def test_every_run_succeeds_and_every_report_lands_byte_identical(env, backfilled):
@@ -103,6 +113,17 @@ def test_each_transfer_event_names_its_day_and_on_3_2_as_its_runs_partition(env,
         expected = event["extra"]["partitions"][0] if AIRFLOW_V_3_2_PLUS else None
         assert event.get("partition_key") == expected, event
     assert sorted({e["extra"]["partitions"][0] for e in events}) == keys
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_2_PLUS, reason="partitioned asset events from Airflow 3.2 on")
+def test_on_3_2_the_consumer_runs_once_per_landed_day_and_reads_its_manifest(env, backfilled):
+    consumed = env.stack.wait_for_runs(CONSUMER, len(backfilled.days), timeout=300)
+    assert_runs_succeeded(consumed, len(backfilled.days))
+    assert sorted(run["partition_key"] for run in consumed) == sorted(str(d) for d in backfilled.days)
+    manifests = {m["start"]: m for m in env.manifests("echo360/videoview/").values()}
+    for run in consumed:
+        rows = env.stack.xcom(CONSUMER, run["dag_run_id"], "rows_of_the_day")
+        assert rows == manifests[run["partition_key"]]["rows"] > 0
 
 
 def test_the_connection_test_button_reaches_the_sandbox(env):

@@ -15,7 +15,6 @@ from airflow.providers.common.compat.version_compat import (
     AIRFLOW_V_3_0_PLUS,
     AIRFLOW_V_3_1_PLUS,
     AIRFLOW_V_3_2_PLUS,
-    AIRFLOW_V_3_3_PLUS,
 )
 
 # How Airflow parses a folder and serializes a DAG moved between versions; the checks stay the same.
@@ -46,7 +45,7 @@ DAG_IDS = {
     "echo360_weekly_to_s3",
     "echo360_split_sensor",
     "echo360_range_to_s3",
-    *(["echo360_videoview_by_day"] if AIRFLOW_V_3_3_PLUS else []),  # a task emits partition keys from 3.3
+    *(["echo360_videoview_by_day"] if AIRFLOW_V_3_2_PLUS else []),  # partitioned asset events from 3.2
 }
 DEFAULT_REPORTS = ["videoview", "viewsessions", "pollingv2"]
 DAILY_KEY = "echo360/{report}/dt={start}/"
@@ -229,7 +228,7 @@ def test_a_wrong_report_list_is_an_import_error_that_names_the_setting(monkeypat
     assert all("ECHO360_REPORTS must be a JSON list of report names" in error for error in errors.values())
 
 
-@pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="a task emits partition keys from Airflow 3.3 on")
+@pytest.mark.skipif(not AIRFLOW_V_3_2_PLUS, reason="partitioned asset events from Airflow 3.2 on")
 def test_the_consumer_runs_per_day_partition_of_the_daily_dags_asset(dagbag):
     consumer = dagbag.dags["echo360_videoview_by_day"]
     timetable = consumer.timetable

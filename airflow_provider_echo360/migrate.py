@@ -4,8 +4,10 @@
 Each such window's objects are read once, their records split by the report's event-time column
 (:mod:`airflow_provider_echo360.partitions`), and each day lands under ``dt=<day>/`` as a daily run
 would have landed it, with its manifest; a day that already holds a daily run's objects keeps them
-(they hold the same rows). Records of no day of the window land under ``dt=unassigned/``. The old
-objects and their manifest go last. A second run finds nothing to move. Dry run by default::
+(they hold the same rows). Records of no day of the window land under ``dt=unassigned/``. A window
+of a report without an event time (``assetbydate``, sums over the window) moves whole to
+``dt=<start>_<end>/``, where the transfer now lands it, out of any day's partition. The old objects
+and their manifest go last. A second run finds nothing to move. Dry run by default::
 
     python -m airflow_provider_echo360.migrate --bucket echo360-reports --prefix echo360/
     python -m airflow_provider_echo360.migrate --bucket echo360-reports --prefix echo360/ --apply
@@ -55,6 +57,7 @@ class OldWindow:
     :param request: the report and window (and the request the objects came from).
     :param keys: its objects, in order.
     :param extension: their extension (``.csv.gz``).
+    :param splittable: whether its report has an event time to split it by day.
     """
 
     root: str
@@ -62,17 +65,25 @@ class OldWindow:
     request: ReportRequest
     keys: list[str]
     extension: str
+    splittable: bool = True
 
     def day_folder(self, day: dt.date | None) -> str:
         return f"{self.root}dt={day.isoformat() if day else UNASSIGNED_FOLDER}/"
+
+    @property
+    def destination(self) -> str:
+        """Where it goes: each day's ``dt=<day>/``, or whole under ``dt=<start>_<end>/``."""
+        if self.splittable:
+            return f"{self.root}dt=<day>/"
+        return f"{self.root}dt={self.request.parameters['start']}_{self.request.parameters['end']}/"
 
     def stem(self, request: ReportRequest) -> str:
         return f"{request.report_name}_{request.parameters['start']}_{request.parameters['end']}"
 
 
 def old_windows(keys: Iterable[str]) -> list[OldWindow]:
-    """The windows of several days among ``keys`` whose report has an event time (``assetbydate``,
-    an aggregate, and ``asset``, undated, keep their layout)."""
+    """The windows of several days among ``keys`` landed under one day's folder (``dt=<start>/``) or a
+    week's (``week=<start>/``); ``asset``, undated, keeps its layout."""
     windows: dict[str, OldWindow] = {}
     for key in sorted(keys):
         match = WINDOW_OBJECT.match(key)
@@ -80,7 +91,7 @@ def old_windows(keys: Iterable[str]) -> list[OldWindow]:
             continue
         start, end = dt.date.fromisoformat(match["start"]), dt.date.fromisoformat(match["end"])
         report = match["report"]
-        if (end - start).days < 2 or event_time_column(expected_columns(report)) is None:
+        if (end - start).days < 2:
             continue
         folder = key.rpartition("/")[0] + "/"
         request = ReportRequest(
@@ -88,7 +99,14 @@ def old_windows(keys: Iterable[str]) -> list[OldWindow]:
         )
         window = windows.setdefault(
             f"{folder}{report}_{start}_{end}",
-            OldWindow(match["root"], folder, request, [], match["ext"] or ""),
+            OldWindow(
+                match["root"],
+                folder,
+                request,
+                [],
+                match["ext"] or "",
+                splittable=event_time_column(expected_columns(report)) is not None,
+            ),
         )
         window.keys.append(key)
     return list(windows.values())
@@ -117,7 +135,8 @@ class Migration:
         for window in windows:
             days = [day.isoformat() for day in window_days(window.request)]
             self.say(
-                f"{'Moving' if apply else 'Would move'} {window.keys} to {window.root}dt=<day>/ for {days}"
+                f"{'Moving' if apply else 'Would move'} {window.keys} to {window.destination}"
+                + (f" for {days}" if window.splittable else " whole: its report has no event time")
             )
             if apply:
                 self.move(window)
@@ -129,6 +148,9 @@ class Migration:
         request = ReportRequest(
             request_id, ReportStatus.AVAILABLE.value, window.request.report_name, window.request.parameters
         )
+        if not window.splittable:
+            self._move_whole(window, request)
+            return
         gzipped = window.extension.endswith(".gz")
         with DaySplit(window_days(request), compress=gzipped) as split:
             for key in window.keys:
@@ -143,6 +165,25 @@ class Migration:
                     self.say(f"  {folder}: kept, it holds a daily run's objects of the day")
                     continue
                 self._land(window, day_request(request, day), folder, parts.get(day), columns)
+        for key in [*window.keys, manifest_key(window.folder + window.stem(window.request))]:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def _move_whole(self, window: OldWindow, request: ReportRequest) -> None:
+        """Each object copied as it is under the window's own folder (its rows counted on the way),
+        the manifest written after them; the old objects and manifest deleted last."""
+        landed = []
+        for key in window.keys:
+            target = window.destination + key.rpartition("/")[2]
+            shape = CsvShape()
+            for chunk in self._plain(key, window.extension.endswith(".gz")):
+                shape.feed(chunk)
+            self.client.copy_object(
+                Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": key}
+            )
+            size = self.client.head_object(Bucket=self.bucket, Key=target)["ContentLength"]
+            landed.append(LandedObject(target, size, shape.rows, shape.columns))
+        self._write_manifest(request, window.destination + window.stem(request), landed)
+        self.say(f"  {window.destination}: {sum(obj.rows for obj in landed)} rows")
         for key in [*window.keys, manifest_key(window.folder + window.stem(window.request))]:
             self.client.delete_object(Bucket=self.bucket, Key=key)
 
@@ -170,15 +211,19 @@ class Migration:
             metadata = {META_REQUEST_ID: request.request_id, "echo360-asset": "migrated"}
             self.client.upload_fileobj(part.file, self.bucket, key, ExtraArgs={"Metadata": metadata})
             landed.append(LandedObject(key, size, part.rows, columns))
+        manifest = self._write_manifest(request, folder + window.stem(request), landed)
+        self.say(f"  {folder}: {manifest.rows} rows")
+
+    def _write_manifest(self, request: ReportRequest, stem: str, landed: list[LandedObject]) -> Manifest:
         manifest = Manifest.of(request, landed)
         self.client.put_object(
             Bucket=self.bucket,
-            Key=manifest_key(folder + window.stem(request)),
+            Key=manifest_key(stem),
             Body=manifest.body(self.bucket),
             ContentType="application/json",
             Metadata={META_REQUEST_ID: request.request_id},
         )
-        self.say(f"  {folder}: {manifest.rows} rows")
+        return manifest
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -124,7 +124,10 @@ class TransferReportToS3Operator(BaseOperator):
     :param split_by_day: land a request of several days as daily partitions: each day's records
         (by the report's event-time column) under the key that day's own request would have, with
         its manifest, and records of no day of the window apart, under ``{start}`` = ``unassigned``.
-        Only for keys with ``{start}`` and reports with an event time (not ``assetbydate``, ``asset``).
+        Only for keys with ``{start}`` and reports with an event time: a report without one
+        (``assetbydate`` sums its whole window) lands whole under ``{start}`` = ``<start>_<end>``
+        (``dt=2025-03-01_2025-03-08/``), never in a day's partition, where a day's own request would
+        hold that day's sums.
     :param schema_policy: what a header that is not the catalog's columns for the report does (see
         :mod:`airflow_provider_echo360.schema`): ``warn`` (land it, warn in the log), ``fail`` (fail
         before writing anything, without retries) or ``allow`` (land it). The drift is named in the
@@ -219,7 +222,7 @@ class TransferReportToS3Operator(BaseOperator):
             def copy(index: int, key: str, metadata: dict[str, str]) -> LandedObject | None:
                 return self._copy_asset(index, urls[index], key, metadata)
 
-            landed = self._land_window(request, names, copy)
+            landed = self._land_window(request, names, copy, self._whole_window_key(request))
         self._lineage = (request, landed)
         extra = asset_extra(request, self.s3_bucket, landed)
         for outlet in self.outlets:
@@ -491,6 +494,19 @@ class TransferReportToS3Operator(BaseOperator):
         days = window_days(request)
         splittable = event_time_column(self._expected_columns) is not None and "{start}" in self.s3_key
         return self.split_by_day and splittable and len(days) > 1
+
+    def _whole_window_key(self, request: ReportRequest) -> str | None:
+        """Where a request asked to be split by day lands when its report has no event time to split
+        by: under the window (``{start}_{end}``), apart from every day's partition (``None``: the key
+        as given)."""
+        if not self.split_by_day or "{start}" not in self.s3_key or len(window_days(request)) < 2:
+            return None
+        self.log.warning(
+            "%s has no event time to split request %s by day: landed whole, under its window.",
+            request.report_name,
+            request.request_id,
+        )
+        return self.s3_key.replace("{start}", "{start}_{end}")
 
     def _land_days(self, request: ReportRequest) -> list[LandedObject]:
         """Each day's records under that day's partition, as a daily request of that day would have

@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 import gzip
 import io
+import json
 import time
 
 import pytest
@@ -86,3 +87,38 @@ def test_weekly_and_range_windows_become_the_daily_partitions_and_a_second_run_m
     assert kept == daily  # the day a daily run had landed keeps that run's objects
     assert Migration(env.client, BUCKET, say=lambda _: None).run("echo360/", apply=True) == []
     assert keys(env) == left
+
+
+def test_a_window_of_a_report_without_event_time_moves_whole_out_of_the_days_folder(env):
+    """``assetbydate`` sums its window: the range DAG once landed 3 days of it under ``dt=<start>/``,
+    beside the day's own sums; it moves whole to ``dt=<start>_<end>/``, where the transfer lands it now."""
+    window = {
+        "start": str(dt.date.today() - dt.timedelta(days=20)),
+        "end": str(dt.date.today() - dt.timedelta(days=17)),
+    }
+    stem = f"assetbydate_{window['start']}_{window['end']}"
+    ranged = ready(env, "assetbydate", window)
+    (old,) = land(ranged, "echo360/{report}/dt={start}/")
+    assert old == f"s3://{BUCKET}/echo360/assetbydate/dt={window['start']}/{stem}_001.csv.gz"
+    served = rows(env, old.removeprefix(f"s3://{BUCKET}/"))
+    moved = Migration(env.client, BUCKET, say=lambda _: None).run("echo360/", apply=True)
+    assert [w.splittable for w in moved] == [False]
+    folder = f"echo360/assetbydate/dt={window['start']}_{window['end']}/"
+    assert sorted(keys(env)) == [f"{folder}_{stem}.manifest.json", f"{folder}{stem}_001.csv.gz"]
+    assert rows(env, f"{folder}{stem}_001.csv.gz") == served
+    manifest = json.loads(
+        env.client.get_object(Bucket=BUCKET, Key=f"{folder}_{stem}.manifest.json")["Body"].read()
+    )
+    assert (manifest["rows"], manifest["request_id"]) == (len(served), ranged)
+    assert Migration(env.client, BUCKET, say=lambda _: None).run("echo360/", apply=True) == []
+    # The transfer lands such a window there too when asked to split it by day.
+    op = TransferReportToS3Operator(
+        task_id="t",
+        request_id=ranged,
+        s3_bucket=BUCKET,
+        s3_key="echo360/{report}/dt={start}/",
+        split_by_day=True,
+        aws_conn_id="aws_mig",
+        echo360_conn_id="echo360_mig",
+    )
+    assert op.execute({"outlet_events": OutletEvents()}) == [f"s3://{BUCKET}/{folder}{stem}_001.csv.gz"]

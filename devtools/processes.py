@@ -37,6 +37,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import psutil
 import requests
 
 _LIVE: set[Process] = set()  # started and not stopped yet: stopped at exit
@@ -441,26 +442,20 @@ def _stop_live() -> None:
     stop_all(live)
 
 
-def _proc_table() -> list[tuple[int, int, int, int]]:
-    """(pid, ppid, session, start time) of every live, non-zombie process, from /proc (Linux)."""
+def _proc_table() -> list[tuple[int, int, int, float]]:
+    """(pid, ppid, session, start time) of every live, non-zombie process (psutil; the session from
+    ``os.getsid``, which psutil does not give)."""
     rows = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    for process in psutil.process_iter(["ppid", "status", "create_time"]):
+        if process.info["status"] in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
             continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read().decode("utf-8", "replace")
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp session ... starttime (22nd field)"; comm may hold ") ".
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] in ("Z", "X"):
-            continue
-        rows.append((int(entry), int(fields[1]), int(fields[3]), int(fields[19])))
+        info = process.info
+        with contextlib.suppress(OSError):
+            rows.append((process.pid, info["ppid"], os.getsid(process.pid), info["create_time"]))
     return rows
 
 
-def _members(sessions: set[int]) -> set[tuple[int, int]]:
+def _members(sessions: set[int]) -> set[tuple[int, float]]:
     """(pid, start time) of the live processes in ``sessions`` and of all their descendants."""
     if not sessions:
         return set()
@@ -471,9 +466,9 @@ def _members(sessions: set[int]) -> set[tuple[int, int]]:
 
 def descendants(pid: int) -> set[int]:
     """The pids of the live processes below ``pid``: its children, theirs, and so on."""
-    table = _proc_table()
-    children = {(child, start) for child, ppid, _sid, start in table if ppid == pid}
-    return {child for child, _ in _with_descendants(table, children)}
+    with contextlib.suppress(psutil.NoSuchProcess):
+        return {child.pid for child in psutil.Process(pid).children(recursive=True)}
+    return set()
 
 
 def live_pids() -> set[int]:
@@ -482,10 +477,10 @@ def live_pids() -> set[int]:
 
 
 def _with_descendants(
-    table: list[tuple[int, int, int, int]], found: set[tuple[int, int]]
-) -> set[tuple[int, int]]:
+    table: list[tuple[int, int, int, float]], found: set[tuple[int, float]]
+) -> set[tuple[int, float]]:
     """``found`` (pid, start time) and every process of ``table`` that descends from one of them."""
-    children: dict[int, list[tuple[int, int]]] = {}
+    children: dict[int, list[tuple[int, float]]] = {}
     for pid, ppid, _sid, start in table:
         children.setdefault(ppid, []).append((pid, start))
     found = set(found)
@@ -498,7 +493,7 @@ def _with_descendants(
     return found
 
 
-def _still_running(procs: set[tuple[int, int]]) -> set[tuple[int, int]]:
+def _still_running(procs: set[tuple[int, float]]) -> set[tuple[int, float]]:
     """Those of ``procs`` (pid, start time) still running: a reused pid does not count."""
     if not procs:
         return set()

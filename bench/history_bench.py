@@ -373,7 +373,7 @@ def ts(value: str | None) -> float | None:
 def run_airflow_case(
     history: int, order: str, paging: str, options: argparse.Namespace, database_options: dict[str, Any]
 ) -> dict[str, Any]:
-    from devtools.airflow_stack import AirflowStackError
+    from devtools.airflow_api import AirflowStackError
     from devtools.environment import DAILY_DAG, DEFAULT_REPORTS, Echo360Environment
 
     result: dict[str, Any] = {

@@ -22,7 +22,8 @@ from typing import Any
 
 import requests
 
-from devtools.airflow_stack import AirflowStack, AirflowStackError, component_kind
+from devtools.airflow_api import AirflowStackError, quietly
+from devtools.airflow_stack import AirflowStack, component_kind
 from devtools.processes import Process, ProcessError, stop_all, wait_for
 
 # component kind -> its entry in GET /api/v1/health
@@ -103,7 +104,7 @@ class Airflow2Stack(AirflowStack):
     def _unhealthy(self) -> list[str]:
         """Components not healthy yet: one whose latest heartbeat (``/health``) is not healthy or
         older than its latest (re)start; all of them while the webserver does not answer."""
-        health = self._quietly(self.api, "GET", "/health")
+        health = quietly(self.api, "GET", "/health")
         if health is None:
             return list(self.components)
         waiting = []

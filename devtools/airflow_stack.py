@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import base64
-import contextlib
 import functools
 import json
 import os
@@ -38,8 +37,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -47,32 +46,15 @@ from typing import Any
 import requests
 
 from devtools import services
-from devtools.processes import Process, ProcessError, Watchdog, free_port, stop_all, wait_for
+from devtools.airflow_api import AirflowApi, quietly
+from devtools.metadata_db import MetadataDatabase
+from devtools.processes import Process, Watchdog, free_port, stop_all, wait_for
 
 # component kind -> its job_type in Airflow's jobs
 _JOB_TYPES = {"scheduler": "SchedulerJob", "triggerer": "TriggererJob", "dag-processor": "DagProcessorJob"}
-TERMINAL_RUN_STATES = frozenset({"success", "failed"})
-LOCKED_ATTEMPTS = 4  # tries of an API call that SQLite refused with "database is locked"
 # The major version of the Airflow installed beside this interpreter (read from its package metadata,
 # which gives airflow.__version__ without importing Airflow into the harness): it picks the stack.
 AIRFLOW_MAJOR = int(version("apache-airflow").split(".")[0])
-
-
-class AirflowStackError(RuntimeError):
-    """Raised when the stack cannot start, a REST call fails or a wait times out."""
-
-
-class ApiError(AirflowStackError):
-    """A non-2xx answer of the REST API (status and body kept)."""
-
-    def __init__(self, method: str, url: str, status: int, body: str) -> None:
-        super().__init__(f"{method} {url} -> HTTP {status}: {body[:4000]}")
-        self.status = status
-
-
-def sqlite_locked(text: str) -> bool:
-    """Whether an error says that SQLite refused it for a concurrent writer (worth another try)."""
-    return "database is locked" in text.lower()
 
 
 def component_kind(name: str) -> tuple[str, int]:
@@ -87,19 +69,11 @@ def _instances(kind: str, count: int) -> list[str]:
     return [kind if i == 1 else f"{kind}-{i}" for i in range(1, count + 1)]
 
 
-def _iso(value: datetime | str) -> str:
-    if isinstance(value, str):
-        return value
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat()
-
-
 def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-class AirflowStack:
+class AirflowStack(AirflowApi):
     """A real Airflow 3 made of separate component processes, driven through its REST API.
 
     :func:`devtools.stacks.airflow_stack` makes one, or under Airflow 2 (:data:`AIRFLOW_MAJOR`) an
@@ -174,7 +148,6 @@ class AirflowStack:
         self.api_port = api_port or free_port()
         self.parallelism = parallelism
         self.startup_timeout = startup_timeout
-        self.pg_host, self.pg_port, self.pg_user = pg_host, pg_port, pg_user
         self.worker_concurrency = worker_concurrency
         self.broker_url = broker_url
         self.component_names: list[str] = [
@@ -190,8 +163,7 @@ class AirflowStack:
         self.airflow_bin = str(Path(sys.executable).parent / "airflow")
         self.components_log_dir = self.home / "logs-components"
         self.task_log_dir = self.home / "logs"
-        self.db_name: str | None = None
-        self._db_created = False
+        self.metadata_db = MetadataDatabase(pg_host, pg_port, pg_user)
         self.env: dict[str, str] = {}
         self.components: dict[str, Process] = {}
         self.ready_after: float | None = None  # seconds start() took
@@ -217,8 +189,7 @@ class AirflowStack:
     def sql_alchemy_conn(self) -> str:
         if self.database == "sqlite":
             return f"sqlite:///{self.home / 'airflow.db'}"
-        assert self.db_name, "database not created yet"
-        return f"postgresql+psycopg2://{self.pg_user}@{self.pg_host}:{self.pg_port}/{self.db_name}"
+        return self.metadata_db.url
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> AirflowStack:
@@ -238,7 +209,7 @@ class AirflowStack:
 
         try:
             if self.database == "postgres":
-                self._create_database()
+                self.metadata_db.create()
             self.env = self._build_env()
             self._prepare_database()
             self.components = {name: self._process(name, self._argv(name)) for name in self.component_names}
@@ -254,7 +225,7 @@ class AirflowStack:
                 kind, index = component_kind(name)
                 elder = kind if index == 2 else f"{kind}-{index - 1}"
                 wait_for(
-                    lambda e=elder: self._quietly(self.job_id, e),
+                    lambda e=elder: quietly(self.job_id, e),
                     left(),
                     f"{elder}'s job",
                     watch=self._running(),
@@ -282,8 +253,7 @@ class AirflowStack:
         stop_all(self.components.values())
         self.stop_took = time.monotonic() - t0
         self._http.close()
-        if self._db_created:
-            self._drop_database()
+        self.metadata_db.drop()
 
     def leftover_processes(self) -> list[int]:
         """Pids still running in any session this stack started (empty after ``stop()``)."""
@@ -319,14 +289,6 @@ class AirflowStack:
 
     def _running(self) -> list[Process]:
         return [process for process in self.components.values() if process.popen is not None]
-
-    @staticmethod
-    def _quietly(function: Any, *args: Any) -> Any:
-        """``function(*args)``, or None while the api-server does not answer yet."""
-        try:
-            return function(*args)
-        except (requests.RequestException, ApiError):
-            return None
 
     def pid(self, component: str) -> int | None:
         return self.components[component].pid
@@ -440,40 +402,6 @@ class AirflowStack:
         env.update(self.extra_env)
         return env
 
-    # ------------------------------------------------------------------ postgres
-    def connect_db(self, dbname: str | None = None) -> Any:
-        """A psycopg2 connection (autocommit) to the metadata database (or to ``dbname``)."""
-        import psycopg2
-
-        dbname = dbname or self.db_name
-        conn = psycopg2.connect(host=self.pg_host, port=self.pg_port, user=self.pg_user, dbname=dbname)
-        conn.autocommit = True
-        return conn
-
-    def _create_database(self) -> None:
-        name = f"airflow_e2e_{uuid.uuid4().hex[:12]}"
-        with contextlib.closing(self.connect_db("postgres")) as conn, conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        self.db_name, self._db_created = name, True
-
-    def _drop_database(self) -> None:
-        with contextlib.closing(self.connect_db("postgres")) as conn, conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-        self._db_created = False
-
-    def db_query(
-        self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None
-    ) -> list[dict[str, Any]]:
-        """Rows of a query on the metadata database (PostgreSQL stacks), as dicts, autocommitted."""
-        if not self.db_name:
-            raise AirflowStackError("db_query() needs a started PostgreSQL stack")
-        with contextlib.closing(self.connect_db()) as conn, conn.cursor() as cur:
-            cur.execute(sql, params)
-            if cur.description is None:
-                return []
-            columns = [col.name for col in cur.description]
-            return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
-
     # ------------------------------------------------------------------ jobs and health
     def job_id(self, component: str) -> int | None:
         """Id of Airflow's job of the component's current instance (None until it has one)."""
@@ -510,7 +438,7 @@ class AirflowStack:
         """Components not healthy yet: a job whose heartbeat is older than the latest (re)start, a
         Celery worker that has not logged ``celery@<hostname> ready.`` since then; all of them
         while the api-server does not answer."""
-        jobs = self._quietly(self._match_jobs)
+        jobs = quietly(self._match_jobs)
         if jobs is None:
             return list(self.components)
         waiting = []
@@ -533,193 +461,8 @@ class AirflowStack:
             lambda: not self._unhealthy(), timeout, "every component to be healthy", watch=self._running()
         )
 
-    # ------------------------------------------------------------------ REST
-    def api(self, method: str, path: str, **kw: Any) -> Any:
-        """Call ``/api/v2<path>``; return the decoded JSON (None when empty); raise on non-2xx.
-
-        An answer that SQLite refused the call under load (``database is locked``) is retried a few
-        times, a second apart, before it counts.
-        """
-        url = f"{self.api_url}/{path.lstrip('/')}"
-        kw.setdefault("timeout", 30)
-        for attempt in range(1, LOCKED_ATTEMPTS + 1):
-            resp = self._http.request(method, url, **kw)
-            if resp.status_code == 401 and self._take_all_admins_token():
-                resp = self._http.request(method, url, **kw)
-            if 200 <= resp.status_code < 300:
-                return resp.json() if resp.content else None
-            if not (resp.status_code >= 500 and sqlite_locked(resp.text)) or attempt == LOCKED_ATTEMPTS:
-                raise ApiError(method, url, resp.status_code, resp.text)
-            time.sleep(1)
-
-    def _take_all_admins_token(self) -> bool:
-        """Airflow 3.1's SimpleAuthManager lets every request of the UI in as an admin, but not the
-        REST API's: 3.1 has no ``SimpleAllAdminMiddleware`` (3.0 and 3.2+ do), so its API wants a
-        JWT. With ``simple_auth_manager_all_admins`` one is handed out without credentials,
-        ``GET /auth/token``: take it for the session's later calls. False if there is none."""
-        resp = self._http.get(f"{self.base_url}/auth/token", timeout=30)
-        if not resp.ok:
-            return False
-        self._http.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
-        return True
-
-    def _paged(self, path: str, key: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        while True:
-            page = self.api("GET", path, params={**(params or {}), "limit": 100, "offset": len(out)})
-            out.extend(page[key])
-            if not page[key] or len(out) >= (page.get("total_entries") or 0):
-                return out
-
-    def asset_events(self, dag_id: str) -> list[dict[str, Any]]:
-        """The asset events the DAG's tasks emitted, oldest first."""
-        return self._paged(
-            "/assets/events", "asset_events", {"source_dag_id": dag_id, "order_by": "timestamp"}
-        )
-
-    def variables(self, prefix: str = "") -> dict[str, str]:
-        """The Variables whose key starts with ``prefix``: key -> value (``GET <api>/variables``)."""
-        every = self._paged("/variables", "variables")
-        return {v["key"]: v["value"] for v in every if v["key"].startswith(prefix)}
-
-    def create_pool(
-        self, name: str, slots: int, include_deferred: bool = True, description: str | None = None
-    ) -> dict[str, Any]:
-        """Create a pool (``POST /api/v2/pools``)."""
-        body = {"name": name, "slots": slots, "description": description or name}
-        return self.api("POST", "/pools", json={**body, "include_deferred": include_deferred})
-
-    def pool(self, name: str) -> dict[str, Any]:
-        """A pool and its slots now (``occupied_slots``, ``running_slots``, ``deferred_slots``, ...)."""
-        answer: dict[str, Any] = self.api("GET", f"/pools/{name}")
-        return answer
-
-    def connection_test(self, connection: Mapping[str, Any]) -> dict[str, Any]:
-        """``POST <api>/connections/test`` (the UI's Test button): ``{"status": ..., "message": ...}``."""
-        answer: dict[str, Any] = self.api("POST", "/connections/test", json=dict(connection))
-        return answer
-
-    def wait_for_dag(self, dag_id: str, timeout: float = 90) -> None:
-        """Wait until the dag-processor has serialized ``dag_id``; fail early on an import error."""
-
-        def parsed() -> bool:
-            try:
-                self.api("GET", f"/dags/{dag_id}/details")  # needs the serialized DAG
-                return True
-            except ApiError as e:
-                if e.status != 404:
-                    raise
-            if errors := self._paged("/importErrors", "import_errors"):
-                text = "\n\n".join(f"{err['filename']}:\n{err['stack_trace']}" for err in errors)
-                raise AirflowStackError(f"DAG {dag_id!r} not loaded; import errors:\n{text}")
-            return False
-
-        wait_for(parsed, timeout, f"DAG {dag_id!r} to be parsed", poll=1, watchdog=self.watchdog)
-
-    def unpause(self, dag_id: str) -> dict[str, Any]:
-        return self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
-
-    def create_backfill(
-        self,
-        dag_id: str,
-        from_date: datetime | str,
-        to_date: datetime | str,
-        max_active_runs: int = 16,
-        reprocess_behavior: str = "none",
-        retry_for: float = 60,
-    ) -> int:
-        """Create a backfill the way the UI does (``POST /api/v2/backfills``); return its id.
-
-        On SQLite, Airflow 3.3 answers 503 "Database is locked. Backfill creation is not supported
-        on SQLite under concurrent access" when a scheduler write collides with the creation; it
-        removes the partial backfill first, so the request is retried (for up to ``retry_for`` s).
-        """
-        body: dict[str, Any] = {
-            "dag_id": dag_id,
-            "from_date": _iso(from_date),
-            "to_date": _iso(to_date),
-            "run_backwards": False,
-            "dag_run_conf": {},
-            "reprocess_behavior": reprocess_behavior,
-            "max_active_runs": max_active_runs,
-        }
-        deadline = time.monotonic() + retry_for
-        while True:
-            try:
-                return int(self.api("POST", "/backfills", json=body)["id"])
-            except ApiError as e:
-                if e.status != 503 or time.monotonic() > deadline:
-                    raise
-            time.sleep(1)
-
-    def backfill(self, backfill_id: int) -> dict[str, Any]:
-        return self.api("GET", f"/backfills/{backfill_id}")
-
-    def dag_runs(self, dag_id: str, run_type: str | None = None) -> list[dict[str, Any]]:
-        params = {"run_type": run_type} if run_type else None
-        return self._paged(f"/dags/{dag_id}/dagRuns", "dag_runs", params)
-
-    def wait_for_runs(
-        self, dag_id: str, expected_count: int, timeout: float = 180, run_type: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Wait until ``expected_count`` runs (of ``run_type`` if given) are success/failed.
-
-        Returns every run of the DAG (of that type) at that moment, terminal or not.
-        """
-        runs: list[dict[str, Any]] = []
-
-        def done() -> list[dict[str, Any]] | None:
-            runs[:] = self.dag_runs(dag_id, run_type)
-            return runs if sum(r["state"] in TERMINAL_RUN_STATES for r in runs) >= expected_count else None
-
-        try:
-            what = f"{expected_count} terminal runs of {dag_id}"
-            return list(wait_for(done, timeout, what, poll=1, watchdog=self.watchdog))
-        except ProcessError as e:
-            stuck = "\n".join(self._describe_run(dag_id, run) for run in runs) or "no runs"
-            tails = "\n".join(process.tail(30) for process in self.components.values())
-            raise AirflowStackError(f"{e}\nRuns of {dag_id}:\n{stuck}\n{tails}") from None
-
-    def _describe_run(self, dag_id: str, run: dict[str, Any]) -> str:
-        """``<run id>: <state>``, and for a run not over, the state of each of its tasks."""
-        line = f"  {run['dag_run_id']}: {run['state']}"
-        if run["state"] in TERMINAL_RUN_STATES:
-            return line
-        states = self._quietly(self.task_states, dag_id, run["dag_run_id"])
-        if states is None:
-            return f"{line} (task states unknown: the api-server does not answer)"
-        return line + "".join(f"\n    {task}: {state}" for task, state in sorted(states.items()))
-
-    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        return self._paged(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", "task_instances")
-
-    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
-        """Task id -> state of every task instance of a run."""
-        return {ti["task_id"]: ti["state"] for ti in self.task_instances(dag_id, run_id)}
-
-    def task_tries(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[dict[str, Any]]:
-        """Every try of a task instance (``.../taskInstances/{task_id}/{map_index}/tries``)."""
-        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/tries"
-        return self.api("GET", path)["task_instances"]
-
-    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
-        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
-        return self.api("GET", path, params={"deserialize": "true"})["value"]
-
-    def clear_task(
-        self, dag_id: str, run_id: str, task_id: str, *, include_downstream: bool = False
-    ) -> list[dict[str, Any]]:
-        """Clear one task instance (``POST /dags/{id}/clearTaskInstances``); return the cleared TIs."""
-        body = {
-            "dry_run": False,
-            "dag_run_id": run_id,
-            "task_ids": [task_id],
-            "only_failed": False,
-            "only_running": False,
-            "reset_dag_runs": True,
-            "include_downstream": include_downstream,
-        }
-        return self.api("POST", f"/dags/{dag_id}/clearTaskInstances", json=body)["task_instances"]
+    def stuck_report(self) -> str:
+        return "\n".join(process.tail(30) for process in self.components.values())
 
     # ------------------------------------------------------------------ logs
     def component_logs(self) -> dict[str, str]:

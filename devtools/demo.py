@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 
-from devtools.airflow_stack import AirflowStackError
+from devtools.airflow_api import AirflowStackError
 from devtools.environment import BUCKET, DAILY_DAG, Echo360Environment
 from devtools.processes import ProcessError, sigterm_interrupts
 

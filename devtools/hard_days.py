@@ -44,11 +44,11 @@ def figures(env: Echo360Environment, days: int) -> dict[str, Any]:
     expected = windows(days_ending(last_complete_day(), days))
     stats = env.sandbox.stats()
     manifests = {(m["report"], m["start"]): m for m in env.manifests().values()}
-    tries = env.stack.db_query(
+    tries = env.stack.metadata_db.query(
         "SELECT state, count(*) AS n FROM task_instance_history WHERE dag_id = %s GROUP BY state",
         (DAILY_DAG,),
     )
-    final = env.stack.db_query(
+    final = env.stack.metadata_db.query(
         "SELECT state, count(*) AS n FROM task_instance WHERE dag_id = %s GROUP BY state", (DAILY_DAG,)
     )
     submissions = [stats["submissions"].get(window_key(window), 0) for window in sorted(expected)]

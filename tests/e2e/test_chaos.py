@@ -53,7 +53,7 @@ class TriggerSampler(threading.Thread):
 
     def run(self) -> None:
         fernet = Fernet(self.env.stack.env["AIRFLOW__CORE__FERNET_KEY"].encode())
-        with contextlib.closing(self.env.stack.connect_db()) as db:
+        with contextlib.closing(self.env.stack.metadata_db.connect()) as db:
             while not self.done.wait(0.5):
                 with db.cursor() as cursor:
                     cursor.execute("SELECT id, classpath, kwargs FROM trigger")
@@ -103,7 +103,7 @@ def test_no_secret_anywhere(env, chaos):
     handed_out = env.sandbox.secrets()
     needles = [s for values in handed_out.values() for s in values if s]
     assert len(handed_out["access_tokens"]) >= 1 and handed_out["signatures"]
-    query = env.stack.db_query
+    query = env.stack.metadata_db.query
     xcoms = [row["value"] for row in query("SELECT value::text FROM xcom")]
     rendered = [
         row["rendered_fields"]

@@ -69,7 +69,7 @@ def trigger_log_jobs(env: Echo360Environment, run_id: str | None = None) -> dict
 
 def test_every_run_succeeds_and_every_report_lands_byte_identical(env, backfilled):
     assert_runs_succeeded(backfilled.runs, len(backfilled.days))
-    failed_tries = env.stack.db_query(
+    failed_tries = env.stack.metadata_db.query(
         "SELECT run_id, task_id, try_number FROM task_instance_history WHERE dag_id = %s", (DAILY_DAG,)
     )
     assert failed_tries == []  # no try failed (e.g. given up on 429s) and was saved by a retry
@@ -91,7 +91,7 @@ def test_the_work_was_spread_over_both_schedulers_workers_and_triggerers(env, ba
     ran = set().union(*trigger_log_jobs(env).values())
     assert ran == triggerer_jobs, (ran, triggerer_jobs)
     scheduler_jobs = {stack.job_id("scheduler"), stack.job_id("scheduler-2")}
-    queued_by = stack.db_query(
+    queued_by = stack.metadata_db.query(
         "SELECT DISTINCT queued_by_job_id FROM task_instance WHERE dag_id = %s AND run_id LIKE 'backfill%%'",
         (DAILY_DAG,),
     )
@@ -115,7 +115,7 @@ def test_a_triggerer_killed_midway_hands_its_triggers_to_the_other_without_a_new
 
     def running_triggers() -> list[dict[str, Any]]:
         """The three deferred submits, once each trigger runs (it has logged) on its triggerer."""
-        rows = stack.db_query(
+        rows = stack.metadata_db.query(
             "SELECT ti.task_id, t.id AS trigger_id, t.triggerer_id FROM task_instance ti"
             " JOIN trigger t ON t.id = ti.trigger_id"
             " WHERE ti.dag_id = %s AND ti.run_id = %s AND ti.state = 'deferred'",
@@ -139,7 +139,10 @@ def test_a_triggerer_killed_midway_hands_its_triggers_to_the_other_without_a_new
     assert not stack.is_alive(victim)
 
     def reassigned() -> bool:
-        now = {r["id"]: r["triggerer_id"] for r in stack.db_query("SELECT id, triggerer_id FROM trigger")}
+        now = {
+            r["id"]: r["triggerer_id"]
+            for r in stack.metadata_db.query("SELECT id, triggerer_id FROM trigger")
+        }
         return all(now.get(trigger_id) == jobs[survivor] for trigger_id in moved)
 
     wait_for(reassigned, 120, f"the triggers of {victim} to move to {survivor}", poll=0.25)

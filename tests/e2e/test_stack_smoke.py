@@ -131,6 +131,6 @@ def test_backfill_of_deferring_task_in_one_slot_pool(
     )
     assert stack.leftover_processes() == []
     if database == "postgres":  # its database was dropped
-        with contextlib.closing(stack.connect_db("postgres")) as conn, conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (stack.db_name,))
+        with contextlib.closing(stack.metadata_db.connect("postgres")) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (stack.metadata_db.name,))
             assert cur.fetchall() == []

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.airflow_stack import AIRFLOW_MAJOR, LOCKED_ATTEMPTS, AirflowStack, ApiError
+from devtools.airflow_api import LOCKED_ATTEMPTS, ApiError
+from devtools.airflow_stack import AIRFLOW_MAJOR, AirflowStack
 from devtools.stacks import airflow_stack
 
 # The Airflow 3 stack's calls: Airflow 2's runs on PostgreSQL only, where no call meets SQLite's lock.

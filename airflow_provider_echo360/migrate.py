@@ -148,9 +148,15 @@ class Migration:
         request = ReportRequest(
             request_id, ReportStatus.AVAILABLE.value, window.request.report_name, window.request.parameters
         )
-        if not window.splittable:
+        if window.splittable:
+            self._split(window, request)
+        else:
             self._move_whole(window, request)
-            return
+        for key in [*window.keys, manifest_key(window.folder + window.stem(window.request))]:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def _split(self, window: OldWindow, request: ReportRequest) -> None:
+        """Each day's records under its ``dt=<day>/``, as a daily run would have landed them."""
         gzipped = window.extension.endswith(".gz")
         with DaySplit(window_days(request), compress=gzipped) as split:
             for key in window.keys:
@@ -165,12 +171,10 @@ class Migration:
                     self.say(f"  {folder}: kept, it holds a daily run's objects of the day")
                     continue
                 self._land(window, day_request(request, day), folder, parts.get(day), columns)
-        for key in [*window.keys, manifest_key(window.folder + window.stem(window.request))]:
-            self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def _move_whole(self, window: OldWindow, request: ReportRequest) -> None:
         """Each object copied as it is under the window's own folder (its rows counted on the way),
-        the manifest written after them; the old objects and manifest deleted last."""
+        the manifest written after them."""
         landed = []
         for key in window.keys:
             target = window.destination + key.rpartition("/")[2]
@@ -184,8 +188,6 @@ class Migration:
             landed.append(LandedObject(target, size, shape.rows, shape.columns))
         self._write_manifest(request, window.destination + window.stem(request), landed)
         self.say(f"  {window.destination}: {sum(obj.rows for obj in landed)} rows")
-        for key in [*window.keys, manifest_key(window.folder + window.stem(window.request))]:
-            self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def _request_of(self, key: str) -> str:
         metadata = self.client.head_object(Bucket=self.bucket, Key=key).get("Metadata", {})

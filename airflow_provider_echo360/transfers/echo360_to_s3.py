@@ -489,17 +489,24 @@ class TransferReportToS3Operator(BaseOperator):
 
     # -- a window of several days, landed as daily partitions ----------------------------------------
 
+    def _asked_to_split(self, request: ReportRequest) -> bool:
+        """Whether ``split_by_day`` applies to ``request``: several days, a key with ``{start}``."""
+        return self.split_by_day and "{start}" in self.s3_key and len(window_days(request)) > 1
+
     def _splits(self, request: ReportRequest) -> bool:
         """Whether ``request`` lands as daily partitions (see ``split_by_day``)."""
-        days = window_days(request)
-        splittable = event_time_column(self._expected_columns) is not None and "{start}" in self.s3_key
-        return self.split_by_day and splittable and len(days) > 1
+        has_event_time = event_time_column(self._expected_columns) is not None
+        return has_event_time and self._asked_to_split(request)
+
+    def _unassigned_key(self) -> str:
+        """The key of a split request's records of no day of its window."""
+        return self.s3_key.replace("{start}", UNASSIGNED_FOLDER)
 
     def _whole_window_key(self, request: ReportRequest) -> str | None:
         """Where a request asked to be split by day lands when its report has no event time to split
         by: under the window (``{start}_{end}``), apart from every day's partition (``None``: the key
-        as given)."""
-        if not self.split_by_day or "{start}" not in self.s3_key or len(window_days(request)) < 2:
+        as given). Only asked of a request that does not split."""
+        if not self._asked_to_split(request):
             return None
         self.log.warning(
             "%s has no event time to split request %s by day: landed whole, under its window.",
@@ -535,8 +542,7 @@ class TransferReportToS3Operator(BaseOperator):
                     request.request_id,
                     UNASSIGNED_FOLDER,
                 )
-                unassigned = self.s3_key.replace("{start}", UNASSIGNED_FOLDER)
-                landed += self._land_part(request, name, parts[UNASSIGNED], unassigned)
+                landed += self._land_part(request, name, parts[UNASSIGNED], self._unassigned_key())
             for day in days:
                 landed += self._land_part(day_request(request, day), name, parts.get(day))
         return landed
@@ -554,7 +560,7 @@ class TransferReportToS3Operator(BaseOperator):
         ]
         if any(self._written_by(window.manifest) != request.request_id for window in windows):
             return None
-        unassigned_key = fill_placeholders(self.s3_key.replace("{start}", UNASSIGNED_FOLDER), request)
+        unassigned_key = fill_placeholders(self._unassigned_key(), request)
         unassigned = WindowObjects.of(unassigned_key, request, names, self.decompress)
         if self._written_by(unassigned.manifest) == request.request_id:
             windows.insert(0, unassigned)

@@ -123,3 +123,16 @@ def assert_one_submission_per_window(
         outcomes = stats["outcomes"].get(key, []) if after_failures else []
         again = sum(outcome in ("Failed", "Missing") for outcome in outcomes)
         assert 1 <= submissions.get(key, 0) <= 1 + again, (key, submissions.get(key), outcomes)
+
+
+def assert_consumer_read_each_day(
+    env: Echo360Environment, consumed: list[dict[str, Any]], days: Sequence[dt.date]
+) -> None:
+    """The example consumer (``echo360_videoview_by_day``) ran once per landed day, with the day as its
+    partition key, and its task read that day's manifest: its rows, more than none."""
+    assert_runs_succeeded(consumed, len(days))
+    assert sorted(run["partition_key"] for run in consumed) == sorted(str(day) for day in days)
+    manifests = {m["start"]: m for m in env.manifests("echo360/videoview/").values()}
+    for run in consumed:
+        rows = env.stack.xcom("echo360_videoview_by_day", run["dag_run_id"], "rows_of_the_day")
+        assert rows == manifests[run["partition_key"]]["rows"] > 0

@@ -19,6 +19,7 @@ from packaging.version import Version
 
 from devtools.checks import (
     assert_cap_held,
+    assert_consumer_read_each_day,
     assert_landed_byte_identical,
     assert_no_open_uploads,
     assert_one_submission_per_window,
@@ -118,12 +119,7 @@ def test_each_transfer_event_names_its_day_and_on_3_2_as_its_runs_partition(env,
 @pytest.mark.skipif(not AIRFLOW_V_3_2_PLUS, reason="partitioned asset events from Airflow 3.2 on")
 def test_on_3_2_the_consumer_runs_once_per_landed_day_and_reads_its_manifest(env, backfilled):
     consumed = env.stack.wait_for_runs(CONSUMER, len(backfilled.days), timeout=300)
-    assert_runs_succeeded(consumed, len(backfilled.days))
-    assert sorted(run["partition_key"] for run in consumed) == sorted(str(d) for d in backfilled.days)
-    manifests = {m["start"]: m for m in env.manifests("echo360/videoview/").values()}
-    for run in consumed:
-        rows = env.stack.xcom(CONSUMER, run["dag_run_id"], "rows_of_the_day")
-        assert rows == manifests[run["partition_key"]]["rows"] > 0
+    assert_consumer_read_each_day(env, consumed, backfilled.days)
 
 
 def test_the_connection_test_button_reaches_the_sandbox(env):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
 
-from devtools.checks import assert_runs_succeeded, days_ending
+from devtools.checks import assert_consumer_read_each_day, assert_runs_succeeded, days_ending
 from devtools.environment import last_complete_day
 
 pytestmark = [
@@ -34,10 +34,4 @@ def consumed(env):
 
 
 def test_the_consumer_runs_once_per_landed_day_and_reads_its_manifest(env, consumed):
-    assert_runs_succeeded(consumed, DAYS)
-    days = sorted(str(day) for day in days_ending(last_complete_day(), DAYS))
-    assert sorted(run["partition_key"] for run in consumed) == days
-    manifests = {m["start"]: m for m in env.manifests("echo360/videoview/").values()}
-    for run in consumed:
-        rows = env.stack.xcom(CONSUMER, run["dag_run_id"], "rows_of_the_day")
-        assert rows == manifests[run["partition_key"]]["rows"] > 0
+    assert_consumer_read_each_day(env, consumed, days_ending(last_complete_day(), DAYS))

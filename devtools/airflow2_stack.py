@@ -53,8 +53,8 @@ class Airflow2Stack(AirflowStack):
         self.cli_backfills: list[Process] = []
 
     # ------------------------------------------------------------------ lifecycle
-    def _prepare_database(self) -> None:
-        super()._prepare_database()
+    def _prepare_database(self, migrated: bool) -> None:
+        super()._prepare_database(migrated)
         admin = ["--username", ADMIN_USER, "--password", self.admin_password, "--role", "Admin"]
         names = ["--firstname", "E2E", "--lastname", "Admin", "--email", "admin@example.org"]
         self._process("users-create", ["users", "create", *admin, *names]).run(timeout=120)

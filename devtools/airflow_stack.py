@@ -82,7 +82,8 @@ class AirflowStack(AirflowApi):
     :param home: AIRFLOW_HOME (created if missing; should be fresh and empty).
     :param dags_folder: the DAGs folder (the default ``dags-folder`` bundle).
     :param database: ``"sqlite"`` (file ``home/airflow.db``) or ``"postgres"`` (a fresh database
-        ``airflow_e2e_<random>`` on ``pg_host:pg_port`` as ``pg_user``, trust auth).
+        ``airflow_e2e_<random>`` on ``pg_host:pg_port`` as ``pg_user``, trust auth, migrated or
+        copied from a migrated template: :mod:`devtools.metadata_db`).
     :param executor: ``"LocalExecutor"`` or ``"CeleryExecutor"`` (PostgreSQL only; needs
         ``apache-airflow-providers-celery`` and a Redis server; its result backend is the
         metadata database).
@@ -208,10 +209,9 @@ class AirflowStack(AirflowApi):
             return max(1.0, t0 + self.startup_timeout - time.monotonic())
 
         try:
-            if self.database == "postgres":
-                self.metadata_db.create()
+            migrated = self.database == "postgres" and self.metadata_db.create()
             self.env = self._build_env()
-            self._prepare_database()
+            self._prepare_database(migrated)
             self.components = {name: self._process(name, self._argv(name)) for name in self.component_names}
             later = [
                 n
@@ -242,8 +242,13 @@ class AirflowStack(AirflowApi):
         self.watchdog.start()
         return self
 
-    def _prepare_database(self) -> None:
+    def _prepare_database(self, migrated: bool) -> None:
+        """Migrate the database unless it is a copy of a migrated one (see :mod:`devtools.metadata_db`)."""
+        if migrated:
+            return
         self._process("db-migrate", ["db", "migrate"]).run(timeout=300)
+        if self.database == "postgres":
+            self.metadata_db.save_as_template()
 
     def stop(self) -> None:
         """Stop every component and all they started (see :func:`devtools.processes.stop_all`);

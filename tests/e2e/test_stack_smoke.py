@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import textwrap
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -17,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from devtools import services
 from devtools.airflow_stack import dump_json
+from devtools.metadata_db import TEMPLATE_PREFIX, MetadataDatabase
 from devtools.stacks import airflow_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -134,3 +137,25 @@ def test_backfill_of_deferring_task_in_one_slot_pool(
         with contextlib.closing(stack.metadata_db.connect("postgres")) as conn, conn.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (stack.metadata_db.name,))
             assert cur.fetchall() == []
+
+
+def test_a_stack_database_is_a_copy_of_the_template_once_one_is_saved(
+    postgres_server: services.Postgres,
+) -> None:
+    template = f"{TEMPLATE_PREFIX}smoke_{uuid.uuid4().hex[:8]}"
+    server = (postgres_server.host, postgres_server.port, postgres_server.user)
+    first, second = MetadataDatabase(*server, template=template), MetadataDatabase(*server, template=template)
+    try:
+        assert first.create() is False  # no template yet: an empty database, to migrate
+        first.query("CREATE TABLE migrated (version text)")
+        first.query("INSERT INTO migrated VALUES ('head')")
+        first.save_as_template()
+        first.save_as_template()  # a stack beside it saved it first: kept, no error
+        assert second.create() is True
+        assert second.query("SELECT version FROM migrated") == [{"version": "head"}]
+        assert second.name != first.name
+    finally:
+        first.drop()
+        second.drop()
+        with contextlib.closing(first.connect("postgres")) as conn, conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{template}"')

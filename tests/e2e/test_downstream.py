@@ -1,5 +1,11 @@
-"""End to end: with the OpenLineage provider and a file transport, a backfill run's events name the
-Echo360 report of the window as the transfer's input and each S3 object written as an output."""
+"""End to end: what downstream of a backfill sees of it, on one Airflow.
+
+- With the OpenLineage provider and a file transport, a run's events name the Echo360 report of the
+  window as the transfer's input and each S3 object written as an output.
+- From Airflow 3.3, the daily DAG's transfers emit one partition key per landed day, and the example
+  consumer (``echo360_videoview_by_day``, a ``PartitionedAssetTimetable`` with ``StartOfDayMapper``)
+  runs once per day, reading that day's manifest.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
 
-from devtools.checks import assert_runs_succeeded
-from devtools.environment import BUCKET
+from devtools.checks import assert_consumer_read_each_day, assert_runs_succeeded
+from devtools.environment import BUCKET, Echo360Environment
 from devtools.processes import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
+CONSUMER = "echo360_videoview_by_day"
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +42,15 @@ def env_options(events_file: Path) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def backfill_days() -> int:
     return 2
+
+
+@pytest.fixture(scope="module")
+def env(env: Echo360Environment) -> Echo360Environment:
+    """The module's environment, with the consumer DAG unpaused (from 3.3) before the backfill."""
+    if AIRFLOW_V_3_3_PLUS:
+        env.stack.wait_for_dag(CONSUMER, timeout=180)
+        env.stack.unpause(CONSUMER)
+    return env
 
 
 def transfer_completions(events_file: Path) -> list[dict[str, Any]]:
@@ -72,3 +89,9 @@ def test_a_backfill_runs_events_name_the_report_window_and_each_object(env, back
         ]
         seen.add(start)
     assert seen == {day.isoformat() for day in backfilled.days}
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="a task emits partition keys from Airflow 3.3 on")
+def test_the_consumer_runs_once_per_landed_day_and_reads_its_manifest(env, backfilled):
+    consumed = env.stack.wait_for_runs(CONSUMER, len(backfilled.days), timeout=300)
+    assert_consumer_read_each_day(env, consumed, backfilled.days)

@@ -61,7 +61,7 @@ def test_the_checker_sees_every_kind_of_import() -> None:
 
 def test_no_module_of_the_sandbox_imports_airflow_or_the_provider() -> None:
     modules = sorted(package_dir().rglob("*.py"))
-    assert {m.stem for m in modules} >= {"__init__", "__main__", "app", "catalog", "config", "data"}
+    assert {m.stem for m in modules} >= {"__init__", "__main__", "app", "catalog", "config", "assets"}
     assert {m.stem for m in modules} >= {"client", "state", "validation"}
 
     found = {str(m.name): forbidden(imported_names(m.read_text())) for m in modules}
@@ -80,7 +80,7 @@ _RUN_EVERYTHING = textwrap.dedent(
     from echo360_sandbox.__main__ import build_parser, config_from_args
     from echo360_sandbox.app import create_app
     from echo360_sandbox.catalog import REPORTS
-    from echo360_sandbox.data import iter_lines
+    from echo360_sandbox.rows import iter_lines
     from echo360_sandbox.client import SandboxClient
 
     config = config_from_args(build_parser().parse_args(["--processing-seconds", "0", "--rows-per-day", "3"]))

@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from echo360_sandbox.assets import AssetSpec, asset_count, asset_names, report_days
 from echo360_sandbox.catalog import find_report
 from echo360_sandbox.config import STATUSES, SandboxConfig
-from echo360_sandbox.data import AssetSpec, asset_count, asset_names, report_days
 
 #: A status the control endpoint may force: a name of letters (a known one in any case, or another).
 _STATUS_NAME = re.compile(r"[A-Za-z]+")

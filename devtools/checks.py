@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from echo360_sandbox.state import submission_key
+from echo360_sandbox.report_requests import submission_key
 
 from devtools.airflow_stack import dump_json
 from devtools.environment import BUCKET, DEFAULT_REPORTS, Echo360Environment, LandedObject

@@ -19,9 +19,9 @@ import requests
 from devtools.sandbox import SandboxProcess
 from sandbox_api import TIMEOUT, Api, day
 
+from echo360_sandbox.assets import AssetSpec
 from echo360_sandbox.catalog import REPORTS
 from echo360_sandbox.config import DEFAULT_FAULTS, HTML_FAULT_PAGE
-from echo360_sandbox.data import AssetSpec
 
 pytestmark = pytest.mark.integration
 

@@ -61,8 +61,8 @@ def test_the_checker_sees_every_kind_of_import() -> None:
 
 def test_no_module_of_the_sandbox_imports_airflow_or_the_provider() -> None:
     modules = sorted(package_dir().rglob("*.py"))
-    assert {m.stem for m in modules} >= {"__init__", "__main__", "app", "catalog", "config", "data"}
-    assert {m.stem for m in modules} >= {"client", "state", "validation"}
+    assert {m.stem for m in modules} >= {"__init__", "__main__", "app", "catalog", "config", "assets"}
+    assert {m.stem for m in modules} >= {"cli", "client", "state", "validation"}
 
     found = {str(m.name): forbidden(imported_names(m.read_text())) for m in modules}
 
@@ -77,10 +77,10 @@ _RUN_EVERYTHING = textwrap.dedent(
     import echo360_sandbox
     for module in pkgutil.walk_packages(echo360_sandbox.__path__, "echo360_sandbox."):
         __import__(module.name)
-    from echo360_sandbox.__main__ import build_parser, config_from_args
+    from echo360_sandbox.cli import build_parser, config_from_args
     from echo360_sandbox.app import create_app
     from echo360_sandbox.catalog import REPORTS
-    from echo360_sandbox.data import iter_lines
+    from echo360_sandbox.rows import iter_lines
     from echo360_sandbox.client import SandboxClient
 
     config = config_from_args(build_parser().parse_args(["--processing-seconds", "0", "--rows-per-day", "3"]))
@@ -141,7 +141,8 @@ def test_running_the_sandbox_loads_neither_airflow_nor_the_provider() -> None:
 
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
-    assert {"echo360_sandbox.app", "echo360_sandbox.__main__", "fastapi", "uvicorn"} <= set(loaded)
+    entry_point = {"echo360_sandbox.__main__", "echo360_sandbox.cli", "echo360_sandbox.cli_dialects"}
+    assert {"echo360_sandbox.app", *entry_point, "fastapi", "uvicorn"} <= set(loaded)
     assert forbidden(loaded) == []
 
 

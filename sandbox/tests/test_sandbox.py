@@ -13,7 +13,7 @@ from sandbox_api import TIMEOUT, Api
 
 from echo360_sandbox.catalog import REPORTS
 from echo360_sandbox.config import DEFAULT_IN_FLIGHT_MESSAGE
-from echo360_sandbox.state import submission_key
+from echo360_sandbox.report_requests import submission_key
 
 pytestmark = pytest.mark.integration
 

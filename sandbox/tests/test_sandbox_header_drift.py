@@ -18,7 +18,7 @@ import requests
 from devtools.sandbox import SandboxProcess
 from sandbox_api import TIMEOUT, Api, day
 
-from echo360_sandbox.data import AssetSpec
+from echo360_sandbox.assets import AssetSpec
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ import requests
 from devtools.sandbox import SandboxProcess
 from sandbox_api import TIMEOUT, Api
 
+from echo360_sandbox.assets import AssetSpec
 from echo360_sandbox.catalog import REPORTS
-from echo360_sandbox.data import AssetSpec
 
 pytestmark = pytest.mark.integration
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter, Retry
 
 from echo360_sandbox.config import SandboxConfig
 
@@ -39,6 +40,12 @@ class SandboxClient:
         self.client_id = client_id
         self.client_secret = client_secret
         self._http = requests.Session()
+        # The control endpoints are the harness's, not the API under test: a kept-alive connection
+        # that the server closes (after 5 idle seconds) just as a call reuses it is tried again on a
+        # new one. The token endpoint's calls are not: they are what a test looks at.
+        self._control_http = requests.Session()
+        retry = Retry(total=2, connect=2, read=2, status=0, other=0, allowed_methods=None, backoff_factor=0.1)
+        self._control_http.mount("http://", HTTPAdapter(max_retries=retry))
 
     @property
     def api_url(self) -> str:
@@ -49,7 +56,9 @@ class SandboxClient:
         return self.base_url + TOKEN_PATH
 
     def _control(self, method: str, path: str, json: Any = None) -> Any:
-        response = self._http.request(method, f"{self.base_url}/_sandbox{path}", json=json, timeout=30)
+        response = self._control_http.request(
+            method, f"{self.base_url}/_sandbox{path}", json=json, timeout=30
+        )
         if not response.ok:
             raise requests.HTTPError(
                 f"{method} /_sandbox{path} answered {response.status_code}: {response.text}",
@@ -149,7 +158,7 @@ class SandboxClient:
 
     def asset_bytes(self, request_id: str, filename: str) -> bytes:
         """The exact bytes the signed link of ``filename`` serves (no faults, no signature)."""
-        response = self._http.get(
+        response = self._control_http.get(
             f"{self.base_url}/_sandbox/requests/{request_id}/assets/{filename}", timeout=300
         )
         response.raise_for_status()

@@ -18,8 +18,8 @@ from echo360_sandbox.config import ConfigError
 from echo360_sandbox.downloads import serve_asset
 from echo360_sandbox.errors import ApiError
 from echo360_sandbox.outage import Outage
+from echo360_sandbox.report_requests import ReportRequest
 from echo360_sandbox.sandbox import Sandbox
-from echo360_sandbox.state import ReportRequest
 from echo360_sandbox.validation import SubmissionRefused, parse_submission
 
 CONTROL_PREFIX = "/_sandbox"

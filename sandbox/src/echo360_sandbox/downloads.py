@@ -14,7 +14,7 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from echo360_sandbox.data import AssetSpec
+from echo360_sandbox.assets import AssetSpec
 from echo360_sandbox.s3 import ASSETS_PREFIX, AssetResponse, parse_range, s3_error, sign
 from echo360_sandbox.sandbox import Sandbox
 

@@ -22,8 +22,8 @@ from fastapi.responses import JSONResponse, Response
 from echo360_sandbox.catalog import find_report, served_names
 from echo360_sandbox.errors import ApiError
 from echo360_sandbox.oauth import auth_dependency
+from echo360_sandbox.report_requests import InFlightLimitReached, ReportRequest
 from echo360_sandbox.sandbox import Sandbox
-from echo360_sandbox.state import InFlightLimitReached, ReportRequest
 from echo360_sandbox.validation import DELIMITERS, SubmissionRefused, parse_submission
 
 API_PREFIX = "/public/api/v1/reporting"

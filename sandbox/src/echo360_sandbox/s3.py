@@ -17,8 +17,8 @@ import anyio
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from echo360_sandbox.assets import AssetFile
 from echo360_sandbox.connection import close_connection
-from echo360_sandbox.data import AssetFile
 
 ASSETS_PREFIX = "/_assets"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")

@@ -15,11 +15,12 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from echo360_sandbox.assets import AssetSpec, AssetStore
 from echo360_sandbox.catalog import Report, display_name, find_report, served_names
 from echo360_sandbox.config import SandboxConfig
-from echo360_sandbox.data import AssetSpec, AssetStore
+from echo360_sandbox.report_requests import ReportRequest, iso_z
 from echo360_sandbox.s3 import ASSETS_PREFIX, sign
-from echo360_sandbox.state import ReportRequest, SandboxState, iso_z
+from echo360_sandbox.state import SandboxState
 
 
 def cased_status(status: str, status_case: str) -> str:

@@ -18,7 +18,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from echo360_sandbox.config import SandboxConfig
-from echo360_sandbox.state import SandboxState, iso_z
+from echo360_sandbox.report_requests import iso_z
+from echo360_sandbox.state import SandboxState
 
 logger = logging.getLogger("uvicorn.error")
 #: How often the server looks at the outage schedule: the refused phase begins at most this late.

@@ -85,17 +85,32 @@ def s3():
         yield server
 
 
+#: What every dialect's sandbox starts from.
+BASE_OPTIONS = {"processing_seconds": 3, "rows_per_day": 30, "rate_limit": 0}
+
+
+@pytest.fixture(scope="module")
+def dialects_sandbox():
+    """One sandbox for the module's dialects: each test makes it speak its own (a running sandbox
+    changes any dialect setting, ``POST /_sandbox/config``), rather than start one of its own."""
+    with SandboxProcess(**BASE_OPTIONS) as sandbox:
+        yield sandbox
+
+
 @pytest.fixture(params=list(DIALECTS), ids=list(DIALECTS))
-def dialect(request, s3, monkeypatch):
-    """A sandbox speaking one dialect, with the two connections pointing at it and at S3."""
-    options = {"processing_seconds": 3, "rows_per_day": 30, "rate_limit": 0, **DIALECTS[request.param]}
-    with SandboxProcess(**options) as sandbox:
-        MEMORY.forget()  # every dialect is met as a stranger: nothing learned from the last one
-        monkeypatch.setenv("AIRFLOW_CONN_AWS_CONTRACT", s3.airflow_connection())
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_ECHO360_CONTRACT", sandbox.airflow_connection(extra={"backoff_seconds": 0.05})
-        )
-        yield SimpleNamespace(name=request.param, options=options, sandbox=sandbox, s3=s3)
+def dialect(request, s3, dialects_sandbox, monkeypatch):
+    """The sandbox speaking one dialect, as if new (no request, no statistics, the starting settings
+    and this dialect's), with the two connections pointing at it and at S3."""
+    sandbox = dialects_sandbox
+    sandbox.reset(faults=True, config=True)
+    sandbox.set_config(**DIALECTS[request.param])
+    MEMORY.forget()  # every dialect is met as a stranger: nothing learned from the last one
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_CONTRACT", s3.airflow_connection())
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ECHO360_CONTRACT", sandbox.airflow_connection(extra={"backoff_seconds": 0.05})
+    )
+    options = {**BASE_OPTIONS, **DIALECTS[request.param]}
+    yield SimpleNamespace(name=request.param, options=options, sandbox=sandbox, s3=s3)
 
 
 def window(offset: int) -> dict[str, str]:

@@ -20,7 +20,8 @@ import requests
 from devtools.processes import ProcessError, Watchdog, wait_for
 
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
-LOCKED_ATTEMPTS = 4  # tries of an API call that SQLite refused with "database is locked"
+# Tries of an API call that SQLite refused with "database is locked", or of a GET unanswered in time.
+LOCKED_ATTEMPTS = 4
 
 
 class AirflowStackError(RuntimeError):
@@ -78,12 +79,18 @@ class AirflowApi:
         """Call ``/api/v2<path>``; return the decoded JSON (None when empty); raise on non-2xx.
 
         An answer that SQLite refused the call under load (``database is locked``) is retried a few
-        times, a second apart, before it counts.
+        times, a second apart, before it counts; so is a ``GET`` that got no answer in time (an
+        api-server that also serves every task's Execution API can stall under load).
         """
         url = f"{self.api_url}/{path.lstrip('/')}"
         kw.setdefault("timeout", 30)
         for attempt in range(1, LOCKED_ATTEMPTS + 1):
-            resp = self._http.request(method, url, **kw)
+            try:
+                resp = self._http.request(method, url, **kw)
+            except requests.Timeout:
+                if method != "GET" or attempt == LOCKED_ATTEMPTS:
+                    raise
+                continue
             if resp.status_code == 401 and self._take_all_admins_token():
                 resp = self._http.request(method, url, **kw)
             if 200 <= resp.status_code < 300:

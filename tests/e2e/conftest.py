@@ -34,22 +34,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "airflow2: an e2e test of Airflow 2 (the other e2e tests need 3)")
 
 
-#: The modules that take longest (4-8 minutes each under CI's load), run first: with ``pytest -n 2
-#: --dist loadfile`` (./scripts/test) each worker takes the next module when it ends one, and a long one
-#: started last would leave the other worker idle at the end.
-LONGEST_FIRST = (
-    "test_chaos.py",
-    "test_hard_days.py",
-    "test_demo_survives.py",
-    "test_scale_out.py",
-    "test_backfill.py",
-)
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the longest modules first; skip the e2e tests that do not apply to this interpreter's
-    Airflow, with the reason."""
-    items.sort(key=lambda item: _start_rank(item.path))  # stable: a module's tests keep their order
+    """Skip the e2e tests that do not apply to this interpreter's Airflow, with the reason."""
     for item in items:
         if HERE not in item.path.parents:
             continue
@@ -57,12 +43,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if wants != AIRFLOW_MAJOR:
             reason = f"needs Airflow {wants}; this interpreter has Airflow {AIRFLOW_MAJOR}"
             item.add_marker(pytest.mark.skip(reason=reason))
-
-
-def _start_rank(path: Path) -> int:
-    if HERE not in path.parents or path.name not in LONGEST_FIRST:
-        return len(LONGEST_FIRST)
-    return LONGEST_FIRST.index(path.name)
 
 
 @pytest.fixture(scope="session")

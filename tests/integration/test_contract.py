@@ -85,6 +85,16 @@ def s3():
         yield server
 
 
+def meet_as_a_stranger(sandbox, s3, monkeypatch) -> None:
+    """Point the two connections at ``sandbox`` and at S3, with nothing learned of an earlier sandbox
+    or dialect (tokens, limiters, the API's ways)."""
+    MEMORY.forget()
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_CONTRACT", s3.airflow_connection())
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ECHO360_CONTRACT", sandbox.airflow_connection(extra={"backoff_seconds": 0.05})
+    )
+
+
 #: What every dialect's sandbox starts from.
 BASE_OPTIONS = {"processing_seconds": 3, "rows_per_day": 30, "rate_limit": 0}
 
@@ -104,11 +114,7 @@ def dialect(request, s3, dialects_sandbox, monkeypatch):
     sandbox = dialects_sandbox
     sandbox.reset(faults=True, config=True)
     sandbox.set_config(**DIALECTS[request.param])
-    MEMORY.forget()  # every dialect is met as a stranger: nothing learned from the last one
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_CONTRACT", s3.airflow_connection())
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_ECHO360_CONTRACT", sandbox.airflow_connection(extra={"backoff_seconds": 0.05})
-    )
+    meet_as_a_stranger(sandbox, s3, monkeypatch)
     options = {**BASE_OPTIONS, **DIALECTS[request.param]}
     yield SimpleNamespace(name=request.param, options=options, sandbox=sandbox, s3=s3)
 
@@ -237,11 +243,7 @@ def test_a_refusal_while_another_clients_requests_fill_the_cap_is_a_wait(dialect
 def one_sandbox(s3, monkeypatch, **options):
     """A sandbox of its own for one test, with the two connections pointing at it and at S3."""
     with SandboxProcess(processing_seconds=2, rows_per_day=30, rate_limit=0, **options) as sandbox:
-        MEMORY.forget()
-        monkeypatch.setenv("AIRFLOW_CONN_AWS_CONTRACT", s3.airflow_connection())
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_ECHO360_CONTRACT", sandbox.airflow_connection(extra={"backoff_seconds": 0.05})
-        )
+        meet_as_a_stranger(sandbox, s3, monkeypatch)
         yield sandbox
 
 

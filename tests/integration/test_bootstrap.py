@@ -15,7 +15,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = Path("/usr/bin/python3")
-pytestmark = pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="no /usr/bin/python3 here")
+pytestmark = [
+    pytest.mark.one_airflow,  # the quick start's own script, before any Airflow
+    pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="no /usr/bin/python3 here"),
+]
 
 #: Imported by the system Python at start-up (``PYTHONPATH``): as if pip, venv and ensurepip were absent.
 WITHOUT_PIP_AND_VENV = """

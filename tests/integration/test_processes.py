@@ -16,7 +16,7 @@ from devtools.moto_server import MotoServer
 from devtools.processes import Process, ProcessError, Watchdog, free_port, stop_all, wait_for
 from devtools.sandbox import SandboxProcess, to_flags
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.one_airflow]  # the harness's own tools
 
 # Prints its pid and those of a child in a process group of its own and (with "escape") of a
 # grandchild that leaves the session (setsid), all ignoring SIGTERM, then says "ready" and sleeps.

@@ -18,7 +18,7 @@ import redis as redis_client
 from devtools import services
 from devtools.processes import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.one_airflow]  # the harness's own tools
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from devtools.stacks import airflow_stack
 # The Airflow 3 stack's calls: Airflow 2's runs on PostgreSQL only, where no call meets SQLite's lock.
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.one_airflow,  # the harness's own client, against a server of its own
     pytest.mark.skipif(AIRFLOW_MAJOR != 3, reason=f"needs Airflow 3; this interpreter has {AIRFLOW_MAJOR}"),
 ]
 

@@ -106,8 +106,11 @@ def test_an_exception_in_the_block_stops_them(throwaway: None) -> None:
 
 
 CHILD = """
-import sys, time
+import signal, sys, time
 from devtools import services
+# Ctrl-C raises KeyboardInterrupt, as in a terminal, also where this run inherited SIGINT ignored
+# (started in the background by a shell without job control, or under nohup).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 with services.postgres() as pg, services.redis() as broker:
     print(pg.port, pg.process.cwd, broker.url, broker.process.cwd, flush=True)
     time.sleep(300)

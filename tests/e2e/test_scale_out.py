@@ -58,8 +58,8 @@ def env_options():
 
 @pytest.fixture(scope="module")
 def backfill_days() -> int:
-    """Two weeks: triggers come 3 at a time (the cap) and the first triggerer to look takes them, so that
-    the odds of one triggerer taking every batch are 2 in 2**14, not 2 in 2**7 as a week's would be."""
+    """Two weeks: triggers come about 3 at a time (the cap) and the first triggerer to look takes them;
+    14 such batches leave far less to chance than a week's 7 that both triggerers get some."""
     return 14
 
 
